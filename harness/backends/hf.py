@@ -1,0 +1,268 @@
+"""The hf backend: transformers + bitsandbytes + peft + trl's SFTTrainer.
+
+Data arrives already tokenized (input_ids and labels with -100 outside assistant turns),
+so trl's own dataset preparation is skipped and both backends of a comparison train on
+byte-identical batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from harness.backends.base import CellContext, ModelView
+from harness.config import HarnessConfig, lora_target_modules
+from harness.data.prepare import PreparedData
+from harness.errors import HubUnavailableError
+from harness.measure import StepMeter
+from harness.models.tiny import ensure_tiny_model
+
+
+def resolve_dtype(name: str, device: str) -> Any:
+    """torch dtype for ``model.dtype``: auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def hub_error(cfg: HarnessConfig, exc: BaseException) -> HubUnavailableError:
+    """One line that says the model needs the hub, and what to do about it."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return HubUnavailableError(
+        f"model={cfg.model.name}: cannot load {cfg.model.hub_id}@{cfg.model.revision} - it needs the Hugging Face hub "
+        f"({type(exc).__name__}: {reason[:160]}); run where the hub is reachable (gated models also need HF_TOKEN) "
+        "or point model.hub_id at a local folder"
+    )
+
+
+class CountingCollator:
+    """Wraps a collator and reports each micro-batch's samples and tokens to the meter."""
+
+    def __init__(self, inner: Any, meter: StepMeter) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def __call__(self, examples: List[Dict[str, Any]]) -> Dict[str, Any]:
+        batch = self.inner(examples)
+        labels = batch["labels"]
+        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(labels.numel())
+        # a label is shifted by one inside the model: the first position never carries loss
+        self.meter.on_batch(len(examples), tokens, int((labels[:, 1:] != -100).sum()))
+        return batch
+
+
+def _callbacks(cfg: HarnessConfig, meter: StepMeter) -> list:
+    """Trainer callbacks: the step meter, and early stopping that needs no checkpoints."""
+    from transformers import TrainerCallback
+
+    class MeterCallback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            meter.train_begin()
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            meter.step_begin()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            meter.step_end()
+
+    class EarlyStopping(TrainerCallback):
+        """Stop after ``patience`` evaluations without an improvement of ``min_delta``."""
+
+        def __init__(self) -> None:
+            self.best: Optional[float] = None
+            self.bad = 0
+            self.stopped_at: Optional[int] = None
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None:
+                return
+            if self.best is None or loss < self.best - cfg.train.early_stopping_min_delta:
+                self.best, self.bad = loss, 0
+            else:
+                self.bad += 1
+            if self.bad >= cfg.train.early_stopping_patience:
+                control.should_training_stop = True
+                self.stopped_at = state.global_step
+
+    callbacks = [MeterCallback()]
+    if cfg.train.early_stopping_patience > 0 and cfg.train.eval_every > 0:
+        callbacks.append(EarlyStopping())
+    return callbacks
+
+
+class HFBackend:
+    """transformers + peft + trl, one cell per instance."""
+
+    def __init__(self, cfg: HarnessConfig, ctx: CellContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.dtype = resolve_dtype(cfg.model.dtype, ctx.device)
+        self.tokenizer: Any = None
+        self.model: Any = None
+
+    def _source(self) -> str:
+        """Local folder of a tiny model (built on first use) or the hub id / path."""
+        if self.cfg.model.tiny:
+            return str(ensure_tiny_model(self.cfg.model, self.ctx.cache_dir))
+        return str(self.cfg.model.hub_id)
+
+    def _hub_kwargs(self) -> Dict[str, Any]:
+        if self.cfg.model.tiny:
+            return {}
+        return {"revision": self.cfg.model.revision, "trust_remote_code": self.cfg.model.trust_remote_code}
+
+    def load_tokenizer(self) -> Any:
+        """Tokenizer with a pad token (eos when the model has none)."""
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self._source(), **self._hub_kwargs())
+        except OSError as exc:
+            raise hub_error(self.cfg, exc) from exc
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        return tokenizer
+
+    def _quantization(self) -> Any:
+        from transformers import BitsAndBytesConfig
+
+        quant = self.cfg.quant
+        if quant.mode == "none":
+            return None
+        if quant.mode == "8bit":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quant.quant_type,
+            bnb_4bit_use_double_quant=quant.double_quant,
+            bnb_4bit_compute_dtype=self.dtype,
+        )
+
+    def load_model(self) -> Dict[str, Any]:
+        """Base model (quantized if asked), then the adapter; returns parameter counts."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(self.cfg.train.seed)
+        quantization = self._quantization()
+        kwargs: Dict[str, Any] = {"dtype": self.dtype, **self._hub_kwargs()}
+        if quantization is not None:
+            kwargs["quantization_config"] = quantization
+            kwargs["device_map"] = {"": self.ctx.device if self.ctx.device == "cpu" else 0}
+        try:
+            model = AutoModelForCausalLM.from_pretrained(self._source(), **kwargs)
+        except OSError as exc:
+            raise hub_error(self.cfg, exc) from exc
+        if quantization is None:
+            model = model.to(self.ctx.device)
+        if self.cfg.adapter():
+            model = self._attach_adapter(model, quantized=quantization is not None)
+            trainable, total = model.get_nb_trainable_parameters()
+        else:
+            total = sum(p.numel() for p in model.parameters())
+            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        self.model = model
+        return {"trainable_params": int(trainable), "total_params": int(total)}
+
+    def _attach_adapter(self, model: Any, quantized: bool) -> Any:
+        import peft
+
+        if quantized:
+            model = peft.prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=self.cfg.train.gradient_checkpointing
+            )
+        lora = self.cfg.lora
+        config = peft.LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora_target_modules(self.cfg.model.arch, lora),
+            use_dora=self.cfg.peft.method == "dora",
+            task_type="CAUSAL_LM",
+        )
+        return peft.get_peft_model(model, config)
+
+    def _sft_config(self) -> Any:
+        import torch
+        from trl import SFTConfig
+
+        train = self.cfg.train
+        evaluate = train.eval_every > 0
+        return SFTConfig(
+            output_dir=str(self.ctx.cell_dir / "trainer"),
+            max_steps=train.max_steps if train.max_steps > 0 else -1,
+            num_train_epochs=train.epochs,
+            learning_rate=train.lr,
+            per_device_train_batch_size=train.batch_size,
+            per_device_eval_batch_size=train.batch_size,
+            gradient_accumulation_steps=train.grad_accum,
+            warmup_steps=train.warmup_steps,
+            weight_decay=train.weight_decay,
+            max_length=train.max_seq_len,
+            seed=train.seed,
+            data_seed=train.seed,
+            optim=train.optimizer,
+            lr_scheduler_type=train.lr_scheduler,
+            gradient_checkpointing=train.gradient_checkpointing,
+            bf16=self.ctx.device == "cuda" and self.dtype == torch.bfloat16,
+            fp16=self.ctx.device == "cuda" and self.dtype == torch.float16,
+            use_cpu=self.ctx.device == "cpu",
+            logging_steps=1,
+            eval_strategy="steps" if evaluate else "no",
+            eval_steps=train.eval_every if evaluate else None,
+            save_strategy="no",
+            report_to=[],
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            dataset_kwargs={"skip_prepare_dataset": True},
+        )
+
+    def train(self, data: PreparedData, meter: StepMeter) -> Dict[str, Any]:
+        """SFTTrainer over the pre-tokenized sets; returns the loss curve and stop reason."""
+        import torch
+        from datasets import Dataset
+        from trl import SFTTrainer
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        if self.ctx.device == "cuda":
+            meter.sync = torch.cuda.synchronize
+        columns = lambda rows: [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]  # noqa: E731
+        collator = CountingCollator(DataCollatorForLanguageModeling(pad_token_id=self.tokenizer.pad_token_id), meter)
+        callbacks = _callbacks(self.cfg, meter)
+        trainer = SFTTrainer(
+            model=self.model,
+            args=self._sft_config(),
+            train_dataset=Dataset.from_list(columns(data.train)),
+            eval_dataset=Dataset.from_list(columns(data.heldout)) if self.cfg.train.eval_every > 0 else None,
+            processing_class=self.tokenizer,
+            data_collator=collator,
+            callbacks=callbacks,
+        )
+        trainer.train()
+        history = trainer.state.log_history
+        early = next((cb for cb in callbacks if hasattr(cb, "stopped_at")), None)
+        return {
+            "loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h],
+            "eval_curve": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
+            "stopped_early_at_step": getattr(early, "stopped_at", None),
+            "optimizer_steps": trainer.state.global_step,
+        }
+
+    def model_view(self) -> ModelView:
+        """The trained model (adapter applied, not merged) in eval mode."""
+        self.model.eval()
+        return ModelView(model=self.model, tokenizer=self.tokenizer, device=self.ctx.device, name=self.cfg.model.name)
+
+    def save_adapter(self, folder: Path) -> Optional[Path]:
+        """Save the adapter weights; a full fine-tune is not saved (it would be the whole model)."""
+        if not self.cfg.adapter():
+            return None
+        self.model.save_pretrained(folder)
+        return folder

@@ -1,0 +1,347 @@
+"""Typed configuration schema for a harness cell.
+
+One dataclass per Hydra config group, stored in Hydra's ConfigStore so YAML files and
+command-line overrides are type-checked when they are merged. The parent converts the
+composed config once with ``OmegaConf.to_object``; ``__post_init__`` then validates each
+block and names the command-line key in its message, so a bad value fails in one line
+before any model is loaded.
+
+This module must stay importable without torch: the parent process imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from harness.errors import ConfigError
+
+# Linear sub-modules of each decoder architecture, as named in transformers. The LoRA
+# presets and the "does this module exist" check are derived from this table, so no
+# model has to be loaded to validate a target list. Phi-3 fuses q/k/v and gate/up.
+ARCH_LINEAR_MODULES: Dict[str, Dict[str, List[str]]] = {
+    "llama": {
+        "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "mlp": ["gate_proj", "up_proj", "down_proj"],
+    },
+    "mistral": {
+        "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "mlp": ["gate_proj", "up_proj", "down_proj"],
+    },
+    "gemma2": {
+        "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "mlp": ["gate_proj", "up_proj", "down_proj"],
+    },
+    "qwen2": {
+        "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "mlp": ["gate_proj", "up_proj", "down_proj"],
+    },
+    "phi3": {
+        "attention": ["qkv_proj", "o_proj"],
+        "mlp": ["gate_up_proj", "down_proj"],
+    },
+}
+
+LORA_TARGET_PRESETS = ("attention", "all-linear")
+PEFT_METHODS = ("lora", "dora", "full")
+QUANT_MODES = ("none", "8bit", "4bit")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _require(ok: bool, key: str, value: Any, reason: str) -> None:
+    """Raise a one-line ConfigError naming the command-line key when ``ok`` is false."""
+    if not ok:
+        raise ConfigError(f"{key}={value}: {reason}")
+
+
+def _one_of(key: str, value: Any, allowed: tuple) -> None:
+    """Check that ``value`` is one of ``allowed``, naming the key and the choices."""
+    _require(value in allowed, key, value, f"must be one of {', '.join(map(str, allowed))}")
+
+
+@dataclass
+class ModelConfig:
+    """Which base model a cell fine-tunes, and the architecture numbers the planner uses."""
+
+    name: str = "tiny-llama"
+    """Short name used in overrides and folder names (``model=llama``)."""
+    hub_id: Optional[str] = None
+    """Hugging Face hub id (``meta-llama/Llama-3.1-8B``) or a local folder; None for tiny models."""
+    revision: str = "main"
+    """Hub revision (branch, tag or commit) to pin the weights to."""
+    arch: str = "llama"
+    """Architecture family: llama, mistral, gemma2, qwen2 or phi3 (decides module names)."""
+    tiny: bool = True
+    """True for the random-initialised tiny models the harness builds and caches itself."""
+    num_layers: int = 2
+    """Decoder layers."""
+    hidden_size: int = 128
+    """Model width."""
+    num_heads: int = 4
+    """Attention (query) heads."""
+    num_kv_heads: int = 2
+    """Key/value heads (grouped-query attention when fewer than num_heads)."""
+    intermediate_size: int = 256
+    """MLP inner width."""
+    vocab_size: int = 2048
+    """Vocabulary size."""
+    head_dim: Optional[int] = None
+    """Per-head width when it is not hidden_size / num_heads (Gemma 2)."""
+    tie_embeddings: bool = False
+    """Whether input and output embeddings share weights."""
+    max_position_embeddings: int = 2048
+    """Longest position the model supports."""
+    dtype: str = "auto"
+    """Weight/compute dtype: auto picks bfloat16 on GPUs that support it, float32 on CPU."""
+    trust_remote_code: bool = False
+    """Passed to transformers; off by default because it runs code from the hub."""
+
+    def __post_init__(self) -> None:
+        _one_of("model.arch", self.arch, tuple(ARCH_LINEAR_MODULES))
+        _one_of("model.dtype", self.dtype, DTYPES)
+        _require(self.tiny or bool(self.hub_id), "model.hub_id", self.hub_id, "a non-tiny model needs a hub id or local path")
+        for key in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"):
+            value = getattr(self, key)
+            _require(value > 0, f"model.{key}", value, "must be a positive integer")
+        _require(self.num_heads % self.num_kv_heads == 0, "model.num_kv_heads", self.num_kv_heads, "must divide model.num_heads")
+
+
+@dataclass
+class PeftConfig:
+    """How the model is adapted: an adapter (LoRA, DoRA) or a full fine-tune."""
+
+    method: str = "lora"
+    """lora | dora (weight-decomposed LoRA, slower, often better at low rank) | full."""
+
+    def __post_init__(self) -> None:
+        _one_of("peft.method", self.method, PEFT_METHODS)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA/DoRA knobs; used when peft is lora or dora (``lora.r=8,16`` sweeps the rank)."""
+
+    r: int = 16
+    """Adapter rank; memory and trainable parameters grow linearly with it."""
+    alpha: int = 32
+    """Scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the adapter input."""
+    target: str = "all-linear"
+    """Preset: attention (q/k/v/o only) or all-linear (attention + MLP, QLoRA paper default)."""
+    modules: Optional[List[str]] = None
+    """Explicit module names; overrides the preset (``lora.modules=[q_proj,v_proj]``)."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.r, int) and self.r > 0, "lora.r", self.r, "must be a positive integer")
+        _require(self.alpha > 0, "lora.alpha", self.alpha, "must be positive")
+        _require(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "must be in [0, 1)")
+        _one_of("lora.target", self.target, LORA_TARGET_PRESETS)
+        if self.modules is not None:
+            _require(len(self.modules) > 0, "lora.modules", self.modules, "must name at least one module (or be null)")
+
+
+@dataclass
+class QuantConfig:
+    """Weight quantization of the frozen base through bitsandbytes."""
+
+    mode: str = "none"
+    """none | 8bit (LLM.int8) | 4bit (NF4, QLoRA)."""
+    quant_type: str = "nf4"
+    """4-bit data type: nf4 (QLoRA) or fp4."""
+    double_quant: bool = True
+    """Quantize the quantization constants too (saves ~0.37 bit/parameter)."""
+
+    def __post_init__(self) -> None:
+        _one_of("quant.mode", self.mode, QUANT_MODES)
+        _one_of("quant.quant_type", self.quant_type, ("nf4", "fp4"))
+
+
+@dataclass
+class FrameworkConfig:
+    """Which training backend runs the cell."""
+
+    name: str = "hf"
+    """Label shown in summaries."""
+    backend: str = "hf"
+    """Registry name (hf) or an import path ``package.module:Class`` for a plug-in backend."""
+    isolate: bool = True
+    """Run each cell in a fresh worker process (required for backends that patch libraries)."""
+    options: Dict[str, Any] = field(default_factory=dict)
+    """Backend-specific options, passed through untouched."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every backend."""
+
+    lr: float = 2e-4
+    """Peak learning rate."""
+    batch_size: int = 4
+    """Per-device micro-batch size."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; effective batch = batch_size * grad_accum."""
+    max_steps: int = 30
+    """Optimizer steps; set <= 0 to train for ``epochs`` instead."""
+    epochs: float = 1.0
+    """Epochs over the training split, used when max_steps <= 0."""
+    warmup_steps: int = 2
+    """Learning-rate warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_seq_len: int = 256
+    """Longest training sequence in tokens; longer examples are truncated."""
+    seed: int = 42
+    """Seed for initialisation of adapters, data order and dropout."""
+    eval_every: int = 10
+    """Evaluate held-out loss every N optimizer steps (0 = only at the end)."""
+    early_stopping_patience: int = 3
+    """Stop after this many evaluations without improvement (0 = never stop early)."""
+    early_stopping_min_delta: float = 0.0
+    """Improvement in eval loss smaller than this counts as none."""
+    gradient_checkpointing: bool = False
+    """True cuts activation memory to ~2·s·b·h per layer, costs ~30 % speed."""
+    optimizer: str = "adamw_torch"
+    """transformers optimizer name (adamw_torch, paged_adamw_8bit, sgd, ...)."""
+    lr_scheduler: str = "linear"
+    """transformers scheduler name."""
+    measure_warmup_steps: int = 2
+    """Optimizer steps excluded from throughput figures (compilation, allocator warm-up)."""
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "train.lr", self.lr, "must be > 0")
+        for key in ("batch_size", "grad_accum", "max_seq_len"):
+            value = getattr(self, key)
+            _require(value > 0, f"train.{key}", value, "must be a positive integer")
+        _require(self.max_steps > 0 or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 when train.max_steps <= 0")
+        for key in ("warmup_steps", "eval_every", "early_stopping_patience", "measure_warmup_steps"):
+            value = getattr(self, key)
+            _require(value >= 0, f"train.{key}", value, "must be >= 0")
+        _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    """Training data: the bundled chat set or the user's own file."""
+
+    name: str = "bundled"
+    """Label shown in summaries."""
+    path: Optional[str] = None
+    """OpenAI-messages JSONL file; None uses the small chat set shipped with the harness."""
+    format: str = "auto"
+    """Input format; auto detects it."""
+    val_fraction: float = 0.1
+    """Share of examples held out for evaluation (split by seed before training)."""
+    max_examples: Optional[int] = None
+    """Use at most this many training examples (deterministic); None = all."""
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            path = os.path.expanduser(self.path)
+            _require(os.path.exists(path), "data.path", self.path, "no such file or folder")
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "must be in (0, 1)")
+        if self.max_examples is not None:
+            _require(self.max_examples > 0, "data.max_examples", self.max_examples, "must be a positive integer")
+
+
+@dataclass
+class PerplexityEvalConfig:
+    """Held-out loss and perplexity, token-weighted over loss-bearing tokens."""
+
+    batch_size: int = 8
+    """Sequences per forward pass."""
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size > 0, "eval.perplexity.batch_size", self.batch_size, "must be a positive integer")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluators to run on each trained cell; a block that is set runs (``eval=[perplexity]``)."""
+
+    perplexity: Optional[PerplexityEvalConfig] = None
+    """Held-out perplexity; see PerplexityEvalConfig."""
+
+    def enabled(self) -> List[str]:
+        """Names of the evaluators whose block is set, in a stable order."""
+        return [name for name in ("perplexity",) if getattr(self, name) is not None]
+
+
+@dataclass
+class RunConfig:
+    """How a cell is run; none of these keys changes a cell's result or its id."""
+
+    timeout_s: float = 3600.0
+    """Wall-clock limit per cell; the worker is killed and the cell recorded as timeout."""
+    force: bool = False
+    """Rerun cells even when their record says ok."""
+    cache_dir: str = "${oc.env:HARNESS_CACHE,'~/.cache/harness'}"
+    """Where tiny models and tokenized data are cached between cells and sweeps."""
+    root: str = "runs"
+    """Folder that holds sweep folders."""
+    sweep: Optional[str] = None
+    """Name of the sweep folder; None derives it from the command-line overrides."""
+    device: str = "auto"
+    """auto (cuda when available, else cpu), cpu or cuda."""
+
+    def __post_init__(self) -> None:
+        _require(self.timeout_s > 0, "run.timeout_s", self.timeout_s, "must be > 0")
+        _one_of("run.device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class HarnessConfig:
+    """A whole cell: one point of the sweep grid."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    framework: FrameworkConfig = field(default_factory=FrameworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        from harness.registry import BACKENDS, check_name
+
+        check_name("framework.backend", self.framework.backend, BACKENDS)
+        uses_adapter = self.peft.method in ("lora", "dora")
+        _require(
+            uses_adapter or self.quant.mode == "none",
+            "quant",
+            self.quant.mode,
+            f"quantized weights are frozen and cannot be trained with peft={self.peft.method}; use peft=lora or peft=dora",
+        )
+        if uses_adapter:
+            lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
+
+    def adapter(self) -> bool:
+        """True when the cell trains an adapter on a frozen base."""
+        return self.peft.method in ("lora", "dora")
+
+
+def lora_target_modules(arch: str, lora: LoraConfig) -> List[str]:
+    """Module names LoRA attaches to for this architecture, validated against the arch table."""
+    table = ARCH_LINEAR_MODULES[arch]
+    known = table["attention"] + table["mlp"]
+    if lora.modules is not None:
+        unknown = [name for name in lora.modules if name not in known]
+        _require(
+            not unknown,
+            "lora.modules",
+            ",".join(lora.modules),
+            f"{arch} has no module {', '.join(unknown)} (it has {', '.join(known)})",
+        )
+        return list(lora.modules)
+    return list(table["attention"]) if lora.target == "attention" else known
+
+
+def register_configs() -> None:
+    """Store the schema in Hydra's ConfigStore (called by the entry points)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="harness_schema", node=HarnessConfig)

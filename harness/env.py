@@ -1,0 +1,79 @@
+"""What a cell ran on: library versions, device, driver, git sha. Cheap and side-effect free."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate", "hydra-core", "lm_eval", "unsloth")
+
+
+def library_versions() -> Dict[str, Optional[str]]:
+    """Installed versions of the libraries that shape a result (None when absent)."""
+    versions: Dict[str, Optional[str]] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_sha(folder: Optional[Path] = None) -> Optional[str]:
+    """Commit of the harness checkout (with ``-dirty`` when it has local changes), or None."""
+    folder = folder or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info(device: str) -> Dict[str, Any]:
+    """Device name, memory, CUDA and driver versions (worker only: imports torch)."""
+    import torch
+
+    info: Dict[str, Any] = {"device": device, "torch_threads": torch.get_num_threads()}
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            name=props.name,
+            memory_mib=props.total_memory / 2**20,
+            capability=f"{props.major}.{props.minor}",
+            cuda_version=torch.version.cuda,
+            cudnn_version=torch.backends.cudnn.version(),
+            driver_version=_nvidia_driver(),
+            allocator_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF"),
+        )
+    else:
+        info.update(name=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
+    return info
+
+
+def _nvidia_driver() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> Dict[str, Any]:
+    """The record's environment block."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "libraries": library_versions(),
+        "git_sha": git_sha(),
+        **device_info(device),
+    }

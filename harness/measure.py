@@ -1,0 +1,188 @@
+"""Cost measurement inside the worker: memory counters and step timing.
+
+Every figure is labelled with what it counts. Memory: on CUDA torch's peak allocated and
+peak reserved bytes (reset before training); on CPU the worker's peak resident set size
+(Linux VmHWM, reset before training through /proc/self/clear_refs). Speed: optimizer-step
+wall times with the device synchronised at both ends; throughput excludes the first
+``warmup`` steps and counts tokens from the batches the collator actually built.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional
+
+MIB = 1024 * 1024
+DEFINITIONS = {
+    "host_peak_rss_mib": "peak resident set size of the worker process (Linux VmHWM), reset just before training, MiB",
+    "host_rss_mib": "resident set size of the worker process (Linux VmRSS), MiB",
+    "cuda_peak_allocated_mib": "torch.cuda.max_memory_allocated after reset_peak_memory_stats() at train start, MiB",
+    "cuda_peak_reserved_mib": "torch.cuda.max_memory_reserved (caching allocator) after reset at train start, MiB",
+    "cuda_allocated_mib": "torch.cuda.memory_allocated at that moment, MiB",
+    "tokens_per_s": "loss-bearing (trained) tokens per second of optimizer-step time, warm-up steps excluded",
+    "all_tokens_per_s": "non-padding tokens per second of optimizer-step time, warm-up steps excluded",
+    "samples_per_s": "training sequences per second of optimizer-step time, warm-up steps excluded",
+    "step_times_s": "wall time of each optimizer step (all micro-batches), device synchronised at both ends",
+    "time_to_first_step_s": "from train() call to the end of the first optimizer step",
+}
+
+
+def _proc_status_kib(field_name: str) -> Optional[int]:
+    """A ``kB`` field of /proc/self/status (Linux), or None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_host_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def host_memory() -> Dict[str, Optional[float]]:
+    """Current and peak RSS of this process in MiB."""
+    rss, hwm = _proc_status_kib("VmRSS"), _proc_status_kib("VmHWM")
+    return {
+        "host_rss_mib": None if rss is None else rss / 1024,
+        "host_peak_rss_mib": None if hwm is None else hwm / 1024,
+    }
+
+
+class MemoryMeter:
+    """Resets and reads the peak counters of the device a cell trains on."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.host_reset_ok = False
+
+    def _cuda(self) -> Any:
+        import torch
+
+        return torch.cuda
+
+    def snapshot(self) -> Dict[str, Optional[float]]:
+        """Current usage, e.g. after the model is loaded."""
+        out: Dict[str, Optional[float]] = {"host_rss_mib": host_memory()["host_rss_mib"]}
+        if self.device == "cuda":
+            out["cuda_allocated_mib"] = self._cuda().memory_allocated() / MIB
+        return out
+
+    def reset_peak(self) -> None:
+        """Start a new peak window (called right before training)."""
+        self.host_reset_ok = reset_host_peak()
+        if self.device == "cuda":
+            self._cuda().synchronize()
+            self._cuda().reset_peak_memory_stats()
+
+    def peak(self) -> Dict[str, Any]:
+        """Peaks since ``reset_peak`` plus the headline figure and the counter it comes from."""
+        out: Dict[str, Any] = {"host_peak_rss_mib": host_memory()["host_peak_rss_mib"]}
+        out["host_peak_reset"] = self.host_reset_ok
+        if self.device == "cuda":
+            cuda = self._cuda()
+            cuda.synchronize()
+            out["cuda_peak_allocated_mib"] = cuda.max_memory_allocated() / MIB
+            out["cuda_peak_reserved_mib"] = cuda.max_memory_reserved() / MIB
+            out["peak_mib"], out["counter"] = out["cuda_peak_allocated_mib"], "cuda_peak_allocated"
+        else:
+            out["peak_mib"], out["counter"] = out["host_peak_rss_mib"], "host_peak_rss"
+        return out
+
+
+@dataclass
+class BatchCount:
+    """What one micro-batch fed to the model contained."""
+
+    samples: int
+    tokens: int
+    loss_tokens: int
+
+
+@dataclass
+class StepMeter:
+    """Times optimizer steps and attributes the collated micro-batches to them.
+
+    Batches are counted where the collator builds them and consumed first-in first-out,
+    ``grad_accum`` per step, so a data loader that prefetches ahead does not shift counts
+    between steps.
+    """
+
+    grad_accum: int
+    warmup: int
+    sync: Any = None
+    pending: Deque[BatchCount] = field(default_factory=deque)
+    step_times: List[float] = field(default_factory=list)
+    step_counts: List[BatchCount] = field(default_factory=list)
+    train_start: Optional[float] = None
+    first_step_end: Optional[float] = None
+    _step_start: Optional[float] = None
+
+    def _now(self) -> float:
+        if self.sync is not None:
+            self.sync()
+        return time.perf_counter()
+
+    def on_batch(self, samples: int, tokens: int, loss_tokens: int) -> None:
+        """Called by the collator for each micro-batch it builds."""
+        self.pending.append(BatchCount(samples, tokens, loss_tokens))
+
+    def train_begin(self) -> None:
+        """Mark the start of training (for time to first step)."""
+        self.train_start = self._now()
+
+    def step_begin(self) -> None:
+        """Mark the start of an optimizer step."""
+        self._step_start = self._now()
+
+    def step_end(self) -> None:
+        """Mark the end of an optimizer step and take its micro-batches off the queue."""
+        end = self._now()
+        if self._step_start is not None:
+            self.step_times.append(end - self._step_start)
+        if self.first_step_end is None:
+            self.first_step_end = end
+        total = BatchCount(0, 0, 0)
+        for _ in range(min(self.grad_accum, len(self.pending))):
+            batch = self.pending.popleft()
+            total = BatchCount(total.samples + batch.samples, total.tokens + batch.tokens, total.loss_tokens + batch.loss_tokens)
+        self.step_counts.append(total)
+
+    def summary(self) -> Dict[str, Any]:
+        """Throughput with warm-up excluded, the raw step times, and their definitions."""
+        n = len(self.step_times)
+        skip = self.warmup if n > self.warmup else 0
+        times = self.step_times[skip:]
+        counts = self.step_counts[skip:n]
+        seconds = sum(times)
+
+        def rate(value: int) -> Optional[float]:
+            return value / seconds if seconds > 0 else None
+
+        return {
+            "steps": n,
+            "warmup_steps_excluded": skip,
+            "measured_steps": len(times),
+            "measured_time_s": seconds,
+            "tokens_per_s": rate(sum(c.loss_tokens for c in counts)),
+            "all_tokens_per_s": rate(sum(c.tokens for c in counts)),
+            "samples_per_s": rate(sum(c.samples for c in counts)),
+            "trained_tokens": sum(c.loss_tokens for c in self.step_counts),
+            "all_tokens": sum(c.tokens for c in self.step_counts),
+            "samples": sum(c.samples for c in self.step_counts),
+            "time_to_first_step_s": (
+                self.first_step_end - self.train_start if self.first_step_end and self.train_start else None
+            ),
+            "step_times_s": self.step_times,
+        }

@@ -1,0 +1,45 @@
+"""Name -> "module:Class" maps for the two seams, imported lazily.
+
+The parent validates names against these tables without importing anything heavy; the
+worker imports the class it needs. A value containing ``:`` is taken as an import path,
+so a user can plug in a backend or evaluator of their own without editing this file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Dict
+
+from harness.errors import ConfigError
+
+BACKENDS: Dict[str, str] = {
+    "hf": "harness.backends.hf:HFBackend",
+}
+EVALUATORS: Dict[str, str] = {
+    "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",
+}
+
+
+def check_name(key: str, name: str, table: Dict[str, str]) -> None:
+    """Raise a one-line ConfigError with a did-you-mean hint for an unknown name."""
+    if ":" in name or name in table:
+        return
+    close = difflib.get_close_matches(name, list(table), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{key}={name}: unknown{hint}; known: {', '.join(sorted(table))}, or module.path:Class")
+
+
+def load(key: str, name: str, table: Dict[str, str]) -> Any:
+    """Import and return the class registered as ``name`` (or at the import path ``name``)."""
+    check_name(key, name, table)
+    target = table.get(name, name)
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{key}={name}: cannot import {module_name} ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{key}={name}: {module_name} has no attribute {attr}") from None

@@ -1,0 +1,1 @@
+"""Hydra plugin package for the harness sweeper (Hydra only loads plugins from hydra_plugins)."""

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny-model cache shared by the session and a sweep runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and quick: enough steps to exercise warm-up exclusion, no mid-run evaluation.
+FAST = ["train.max_steps=4", "train.eval_every=0", "train.measure_warmup_steps=1"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One HARNESS_CACHE for the whole test session, so tiny models are built once."""
+    return tmp_path_factory.mktemp("harness-cache")
+
+
+@pytest.fixture
+def harness_env(cache_dir: Path) -> Dict[str, str]:
+    """Environment for a harness subprocess: repo importable, offline hub, shared cache."""
+    env = dict(os.environ)
+    env.update(
+        HARNESS_CACHE=str(cache_dir),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
+        HF_HUB_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    return env
+
+
+def run_harness(args: List[str], env: Dict[str, str], root: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m harness ARGS run.root=ROOT`` from the repo root."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args, f"run.root={root}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def records(sweep_dir: Path) -> Dict[str, dict]:
+    """cell id -> record for every record.json under a sweep folder."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/record.json"))}

@@ -1,0 +1,127 @@
+"""End-to-end sweeps on tiny models: cells, statuses, summary, resume, isolation."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import FAST, REPO, records, run_harness
+
+pytestmark = pytest.mark.integration
+
+
+def _summary(sweep_dir):
+    with open(sweep_dir / "summary.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
+    args = ["-m", "model=tiny-llama,tiny-mistral", "lora.r=8,16", *FAST]
+    # Interrupt the sweep once its first cell has a record, as a user's Ctrl-C would.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *args, f"run.root={tmp_path}"],
+        cwd=REPO, env=harness_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(tmp_path.glob("*/*/record.json")):
+        time.sleep(0.2)
+    proc.send_signal(2)  # SIGINT
+    proc.wait(timeout=60)
+    sweep = next(tmp_path.iterdir())
+    assert sweep.name.startswith("lora.r=8,16__model=tiny-llama,tiny-mistral")
+    done_before = records(sweep)
+    assert 1 <= len(done_before) < 4
+    assert all(r["status"] == "ok" for r in done_before.values())
+    mtimes = {cid: (sweep / cid / "record.json").stat().st_mtime for cid in done_before}
+
+    result = run_harness(args, harness_env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("reused ok record") == len(done_before)
+    for cid, mtime in mtimes.items():  # finished cells were not rerun
+        assert (sweep / cid / "record.json").stat().st_mtime == mtime
+    rows = _summary(sweep)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert {(r["model"], r["lora_r"]) for r in rows} == {
+        ("tiny-llama", "8"), ("tiny-llama", "16"), ("tiny-mistral", "8"), ("tiny-mistral", "16")
+    }
+    for row in rows:
+        assert float(row["peak_mem_mib"]) > 0 and row["mem_counter"] == "host_peak_rss"
+        assert float(row["tokens_per_s"]) > 0 and float(row["perplexity"]) > 1
+    assert "4/4 cells ok" in result.stdout
+
+
+def test_qlora_and_dora_cells(harness_env, tmp_path):
+    result = run_harness(["-m", "quant=none,4bit", "peft=lora,dora", *FAST], harness_env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep = next(tmp_path.iterdir())
+    rows = _summary(sweep)
+    assert {(r["quant"], r["peft"]) for r in rows} == {("none", "lora"), ("none", "dora"), ("4bit", "lora"), ("4bit", "dora")}
+    trainable = {(r["quant"], r["peft"]): int(r["trainable_params"]) for r in rows}
+    assert trainable[("none", "dora")] > trainable[("none", "lora")]  # DoRA adds magnitude vectors
+
+
+def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
+    args = [
+        "-m",
+        "framework.backend=tests.fault_backend:FaultBackend",
+        "+framework.options.fault=none,raise,exit,signal,oom,hard_exit",
+        *FAST,
+    ]
+    result = run_harness(args, harness_env, tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    sweep = next(tmp_path.iterdir())
+    by_fault = {r["config"]["framework"]["options"]["fault"]: r for r in records(sweep).values()}
+    assert {k: v["status"] for k, v in by_fault.items()} == {
+        "none": "ok", "raise": "failed", "exit": "failed", "signal": "crashed", "oom": "oom", "hard_exit": "crashed"
+    }
+    assert by_fault["raise"]["error"] == "RuntimeError: injected failure"
+    assert "Traceback" in by_fault["raise"]["traceback"]
+    assert by_fault["exit"]["error"] == "the cell called sys.exit(3)"
+    assert "SIGKILL" in by_fault["signal"]["error"]
+    assert "code 7" in by_fault["hard_exit"]["error"]
+    assert by_fault["none"]["metrics"], "the healthy cell still trained and evaluated"
+    assert "1/6 cells ok" in result.stdout
+    assert len(_summary(sweep)) == 6
+
+
+def test_timeout_becomes_a_status(harness_env, tmp_path):
+    args = ["framework.backend=tests.fault_backend:FaultBackend", "+framework.options.fault=hang", "run.timeout_s=20", *FAST]
+    result = run_harness(args, harness_env, tmp_path)
+    assert result.returncode == 1
+    (record,) = records(next(tmp_path.iterdir())).values()
+    assert record["status"] == "timeout" and "run.timeout_s=20" in record["error"]
+
+
+def test_invalid_value_fails_before_any_cell(harness_env, tmp_path):
+    result = run_harness(["-m", "lora.r=0,8"], harness_env, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: lora.r=0: must be a positive integer"
+    assert not list(tmp_path.glob("*/*/cell.json"))
+
+
+def test_real_model_fails_only_where_it_needs_the_hub(harness_env, tmp_path):
+    result = run_harness(["-m", "model=llama,mistral", "lora.r=8,16"], harness_env, tmp_path)
+    assert result.returncode == 1
+    recs = list(records(next(tmp_path.iterdir())).values())
+    assert len(recs) == 4
+    for record in recs:
+        assert record["status"] == "failed"
+        assert "needs the Hugging Face hub" in record["error"] and "\n" not in record["error"]
+
+
+def test_parent_never_imports_torch(harness_env, tmp_path):
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('TORCH_IN_PARENT', 'torch' in sys.modules))\n"
+        "from harness.__main__ import main\n"
+        f"sys.argv = ['harness', *{FAST!r}, 'run.root={tmp_path}']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=harness_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "TORCH_IN_PARENT False" in result.stdout
+    assert list(tmp_path.glob("*/summary.csv"))
