@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(PY) -m harness -m model=tiny-llama,tiny-mistral lora.r=8,16 run.sweep=demo
+	$(PY) -m harness -m -cn demo
 	@echo "demo summary: runs/demo/summary.md (and summary.csv)"
 
 test: setup

@@ -108,15 +108,30 @@ def is_done(cell_dir: Path) -> bool:
     return record is not None and record.get("status") == "ok"
 
 
-def run_cell(config: Dict[str, Any], sweep_dir: Path, *, timeout_s: float, force: bool) -> tuple[Dict[str, Any], bool]:
-    """Run one cell (or reuse its ok record); return (record, reused)."""
+def _prepare_cell_dir(config: Dict[str, Any], sweep_dir: Path) -> tuple[str, Path]:
+    """Create the cell folder with its spec; drop a stale record so it cannot outlive a rerun."""
     cid = cell_id(config)
     cell_dir = Path(sweep_dir) / cid
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / RECORD_NAME).unlink(missing_ok=True)
+    write_json_atomic(cell_dir / CELL_SPEC_NAME, {"cell_id": cid, "config": config})
+    return cid, cell_dir
+
+
+def fail_cell(config: Dict[str, Any], sweep_dir: Path, error: str) -> Dict[str, Any]:
+    """Record a cell as failed without starting a worker (a preflight found it cannot run)."""
+    cid, cell_dir = _prepare_cell_dir(config, sweep_dir)
+    record = new_record(cid, "failed", config, error=error)
+    write_json_atomic(cell_dir / RECORD_NAME, record)
+    return record
+
+
+def run_cell(config: Dict[str, Any], sweep_dir: Path, *, timeout_s: float, force: bool) -> tuple[Dict[str, Any], bool]:
+    """Run one cell (or reuse its ok record); return (record, reused)."""
+    cell_dir = Path(sweep_dir) / cell_id(config)
     if not force and is_done(cell_dir):
         return read_json(cell_dir / RECORD_NAME), True
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / RECORD_NAME).unlink(missing_ok=True)  # a stale record must not outlive a rerun
-    write_json_atomic(cell_dir / CELL_SPEC_NAME, {"cell_id": cid, "config": config})
+    cid, cell_dir = _prepare_cell_dir(config, sweep_dir)
     started = time.perf_counter()
     code, timed_out = spawn_worker(cell_dir, timeout_s)
     wall = time.perf_counter() - started

@@ -7,6 +7,7 @@ becomes a recorded status instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import sys
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.config import HarnessConfig
@@ -69,7 +70,9 @@ def register_resolvers() -> None:
 def validate(cfg: DictConfig) -> Tuple[HarnessConfig, Dict[str, Any]]:
     """(validated dataclass config, resolved plain dict); raises ConfigError in one line."""
     if "hydra" in cfg:  # a sweeper-composed config still carries Hydra's own node
-        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        cfg = copy.deepcopy(cfg)  # keep the root's schema type, so cross-field checks run
+        with open_dict(cfg):
+            del cfg["hydra"]
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         typed = OmegaConf.to_object(cfg)
@@ -100,7 +103,8 @@ def _describe(record: Dict[str, Any]) -> str:
 
 def task(cfg: DictConfig) -> None:
     """Hydra task function: one cell."""
-    from harness.cell import run_cell
+    from harness.cell import fail_cell, run_cell
+    from harness.hub import hub_problem
 
     try:
         sweep_dir, label = _job_dir()
@@ -110,7 +114,11 @@ def task(cfg: DictConfig) -> None:
             STATE.invalid += 1
             print(f"error: {exc}", file=sys.stderr)
             return
-        record, reused = run_cell(plain, sweep_dir, timeout_s=typed.run.timeout_s, force=typed.run.force)
+        problem = hub_problem(typed.model)
+        if problem:
+            record, reused = fail_cell(plain, sweep_dir, problem), False
+        else:
+            record, reused = run_cell(plain, sweep_dir, timeout_s=typed.run.timeout_s, force=typed.run.force)
         wall = record.get("timings_s", {}).get("cell_wall")
         note = "reused ok record (run.force=true reruns)" if reused else f"{wall:.1f} s" if wall else ""
         print(f"{label} {record['cell_id']}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
