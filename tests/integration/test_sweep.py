@@ -125,3 +125,18 @@ def test_parent_never_imports_torch(harness_env, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TORCH_IN_PARENT False" in result.stdout
     assert list(tmp_path.glob("*/summary.csv"))
+
+
+def test_rerun_reuses_ok_cell_and_force_reruns_it(harness_env, tmp_path):
+    args = ["train.max_steps=1", "train.eval_every=0", "run.sweep=one"]
+    first = run_harness(args, harness_env, tmp_path)
+    assert first.returncode == 0, first.stderr
+    (cid,) = records(tmp_path / "one")
+    stamp = (tmp_path / "one" / cid / "record.json").stat().st_mtime
+    again = run_harness(args, harness_env, tmp_path)
+    assert "reused ok record" in again.stdout
+    assert (tmp_path / "one" / cid / "record.json").stat().st_mtime == stamp
+    forced = run_harness([*args, "run.force=true"], harness_env, tmp_path)
+    assert forced.returncode == 0 and "reused" not in forced.stdout
+    assert list(records(tmp_path / "one")) == [cid]  # run.force does not change the cell id
+    assert (tmp_path / "one" / cid / "record.json").stat().st_mtime > stamp
