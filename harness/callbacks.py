@@ -9,9 +9,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.main import STATE
-from harness.summary import COLUMNS, to_markdown, write_summary
+from harness.summary import COLUMNS, columns_for, to_markdown, write_summary
 
-SHOWN = ["cell", "status", "peak_mem_mib", "mem_counter", "tokens_per_s", "eval_loss", "perplexity", "wall_s"]
+SHOWN = ["cell", "status", "peak_mem_mib", "pred_mem_mib", "mem_counter", "tokens_per_s", "eval_loss", "perplexity", "ppl_delta", "wall_s"]
 
 
 def finish(sweep_dir: Path) -> None:
@@ -19,7 +19,11 @@ def finish(sweep_dir: Path) -> None:
     rows = write_summary(sweep_dir)
     STATE.not_ok = sum(1 for row in rows if row["status"] != "ok")
     if rows:
-        print("\n" + to_markdown(rows, [c for c in SHOWN if c in COLUMNS]))
+        # lm-eval scores, stderrs and deltas (mmlu_acc, mmlu_acc_se, mmlu_delta) go on screen too; bases stay in the files
+        scores = [c for c in columns_for(rows) if c not in COLUMNS and not c.endswith("_base")]
+        shown = [c for c in SHOWN if c in COLUMNS]
+        at = shown.index("wall_s") if "wall_s" in shown else len(shown)
+        print("\n" + to_markdown(rows, shown[:at] + scores + shown[at:]))
     bad = STATE.not_ok
     verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see error column)" if bad else "")
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)

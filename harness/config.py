@@ -12,6 +12,7 @@ This module must stay importable without torch: the parent process imports it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -221,26 +222,135 @@ class TrainConfig:
         _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
 
 
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "chatml")
+
+
+@dataclass
+class DataColumnsConfig:
+    """Which of your fields holds each thing the formats read; None = the format's own name.
+
+    ``data.columns={instruction:question,output:answer}`` reads Alpaca-style records whose
+    fields are called question and answer; role/content rename the fields inside turns.
+    """
+
+    messages: Optional[str] = None
+    """Turn list of the messages format."""
+    conversations: Optional[str] = None
+    """Turn list of the ShareGPT format."""
+    instruction: Optional[str] = None
+    """Alpaca instruction."""
+    input: Optional[str] = None
+    """Alpaca optional input (appended to the instruction)."""
+    output: Optional[str] = None
+    """Alpaca response."""
+    prompt: Optional[str] = None
+    """Prompt of prompt/completion pairs."""
+    completion: Optional[str] = None
+    """Completion of prompt/completion pairs."""
+    text: Optional[str] = None
+    """Raw ChatML text."""
+    system: Optional[str] = None
+    """Optional system prompt of Alpaca and prompt/completion records."""
+    role: Optional[str] = None
+    """Role field inside a turn (messages: role; ShareGPT: from)."""
+    content: Optional[str] = None
+    """Content field inside a turn (messages: content; ShareGPT: value)."""
+
+    def mapping(self) -> Dict[str, str]:
+        """harness field -> your field, for the fields that are renamed."""
+        return {name: column for name, column in vars(self).items() if column is not None}
+
+
+@dataclass
+class DataFilterConfig:
+    """Quality filters applied after validation, before the split; each drop is counted."""
+
+    min_assistant_tokens: int = 10
+    """Drop conversations whose assistant turns hold fewer words+punctuation marks than this (0 = off).
+
+    Counted with a regex (``\\w+|[^\\w\\s]``), not the model's tokenizer, so every model of a
+    sweep trains on the same examples."""
+    placeholders: bool = True
+    """Drop conversations whose assistant text is placeholder text ([Insert response here], TODO, lorem ipsum)."""
+    placeholder_patterns: Optional[List[str]] = None
+    """Case-insensitive regexes that mark placeholder text; None = the built-in list."""
+    exact_dedup: bool = True
+    """Drop exact duplicate conversations (same turns after case and whitespace folding); keeps the first."""
+    near_dedup: bool = True
+    """Drop near-duplicates: conversations whose prompt vectors have cosine similarity above the threshold.
+
+    Near-duplicate clusters are always kept on one side of the split, even when this is off."""
+    near_dedup_threshold: float = 0.92
+    """Cosine similarity above which two prompts are near-duplicates."""
+    embedder: Optional[str] = None
+    """Sentence-embedding model (hub id or local folder) for prompt vectors; None = local TF-IDF vectoriser."""
+    pii_scrub: bool = False
+    """Replace e-mail addresses, phone numbers and card numbers with [EMAIL], [PHONE], [CARD]; counts recorded."""
+
+    def __post_init__(self) -> None:
+        _require(self.min_assistant_tokens >= 0, "data.filters.min_assistant_tokens", self.min_assistant_tokens, "must be >= 0")
+        _require(
+            0.0 < self.near_dedup_threshold <= 1.0, "data.filters.near_dedup_threshold", self.near_dedup_threshold, "must be in (0, 1]"
+        )
+        for pattern in self.placeholder_patterns or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"data.filters.placeholder_patterns={pattern}: not a regular expression ({exc})") from None
+
+
 @dataclass
 class DataConfig:
-    """Training data: the bundled chat set or the user's own file."""
+    """Training data: the bundled chat set, the user's own files, or a hub dataset."""
 
     name: str = "bundled"
     """Label shown in summaries."""
     path: Optional[str] = None
-    """OpenAI-messages JSONL file; None uses the small chat set shipped with the harness."""
+    """A JSON/JSONL/ChatML-text file or a folder of them; None (and no hub_id) uses the chat set shipped with the harness."""
     format: str = "auto"
-    """Input format; auto detects it."""
+    """auto (detected per file from the fields), messages, sharegpt, alpaca, prompt_completion or chatml."""
+    hub_id: Optional[str] = None
+    """Dataset loaded with ``datasets.load_dataset`` (hub id or a local dataset folder) instead of ``path``."""
+    hub_config: Optional[str] = None
+    """The dataset's configuration (subset) name, when it has several."""
+    hub_split: str = "train"
+    """Which split of the hub dataset to read (the harness makes its own train/validation/test split from it)."""
+    hub_revision: Optional[str] = None
+    """Hub revision (branch, tag or commit) to pin the dataset to; None = the default branch."""
+    columns: DataColumnsConfig = field(default_factory=DataColumnsConfig)
+    """Field renames, harness name -> your field (``data.columns={instruction:question,output:answer}``)."""
+    on_error: str = "fail"
+    """fail: stop at the first invalid record (before any model loads); skip: drop invalid records and count them."""
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)
+    """Quality filters; see DataFilterConfig."""
     val_fraction: float = 0.1
-    """Share of examples held out for evaluation (split by seed before training)."""
+    """Share of examples in the validation split (held-out loss and perplexity)."""
+    test_fraction: float = 0.1
+    """Share of examples in the test split (kept for later evaluators; never trained on)."""
     max_examples: Optional[int] = None
-    """Use at most this many training examples (deterministic); None = all."""
+    """Use at most this many training examples, taken deterministically after filtering; None = all."""
+    loss_on: str = "assistant"
+    """assistant: loss on assistant tokens only; all: loss on the whole sequence."""
+    overlong: str = "truncate"
+    """Examples longer than train.max_seq_len: truncate (keep the first tokens) or drop."""
 
     def __post_init__(self) -> None:
+        _require(self.path is None or self.hub_id is None, "data.hub_id", self.hub_id, "set data.path or data.hub_id, not both")
         if self.path is not None:
             path = os.path.expanduser(self.path)
             _require(os.path.exists(path), "data.path", self.path, "no such file or folder")
+        _one_of("data.format", self.format, DATA_FORMATS)
+        _one_of("data.on_error", self.on_error, ("fail", "skip"))
+        _one_of("data.loss_on", self.loss_on, ("assistant", "all"))
+        _one_of("data.overlong", self.overlong, ("truncate", "drop"))
         _require(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "must be in (0, 1)")
+        _require(0.0 <= self.test_fraction < 1.0, "data.test_fraction", self.test_fraction, "must be in [0, 1)")
+        _require(
+            self.val_fraction + self.test_fraction < 1.0,
+            "data.test_fraction",
+            self.test_fraction,
+            f"data.val_fraction + data.test_fraction must leave examples to train on (< 1, got {self.val_fraction + self.test_fraction:g})",
+        )
         if self.max_examples is not None:
             _require(self.max_examples > 0, "data.max_examples", self.max_examples, "must be a positive integer")
 
@@ -251,21 +361,69 @@ class PerplexityEvalConfig:
 
     batch_size: int = 8
     """Sequences per forward pass."""
+    rolling: bool = True
+    """Also score every token of each held-out example the way lm-eval's loglikelihood_rolling does
+    (seq_nll, seq_perplexity, word_perplexity, byte_perplexity, bits_per_byte); one more pass."""
+    max_length: Optional[int] = None
+    """Rolling window in tokens; None = the model's context length, as lm-eval picks it."""
 
     def __post_init__(self) -> None:
         _require(self.batch_size > 0, "eval.perplexity.batch_size", self.batch_size, "must be a positive integer")
+        if self.max_length is not None:
+            _require(self.max_length > 1, "eval.perplexity.max_length", self.max_length, "must be > 1 (or null)")
+
+
+@dataclass
+class LmEvalConfig:
+    """lm-evaluation-harness tasks, scored in-process on the trained model (``eval=[mmlu]``)."""
+
+    tasks: List[str] = field(default_factory=lambda: ["mmlu"])
+    """lm-eval task, group or tag names (``eval.lm_eval.tasks=[mmlu,hellaswag,arc_easy]``); hub data via lm-eval."""
+    num_fewshot: Optional[int] = None
+    """Few-shot examples per question; None keeps each task's own default (conf/eval/mmlu.yaml sets 5)."""
+    limit: Optional[float] = None
+    """Score at most this many questions per task (per subject for mmlu), a fraction when < 1; None = all.
+    A limited score is for quick checks only: it is not comparable with published numbers."""
+    batch_size: int = 8
+    """Requests per forward pass."""
+    mmlu_dir: Optional[str] = None
+    """Folder with MMLU-format dev.jsonl and test.jsonl that replaces the hub ``mmlu`` task (offline or
+    private data); see harness/evaluators/mmlu_local.py for the format."""
+    log_samples: bool = False
+    """Also keep lm-eval's per-question outputs (prompt, log-likelihoods, correct or not) as
+    ``lm_eval/samples_<task>.jsonl`` in the cell folder; large for full MMLU (~14k prompts)."""
+
+    def __post_init__(self) -> None:
+        _require(len(self.tasks) > 0, "eval.lm_eval.tasks", self.tasks, "must name at least one lm-eval task")
+        for name in self.tasks:
+            _require(bool(str(name).strip()) and "," not in str(name), "eval.lm_eval.tasks", name, "task names are non-empty, one per list item")
+        if self.num_fewshot is not None:
+            _require(self.num_fewshot >= 0, "eval.lm_eval.num_fewshot", self.num_fewshot, "must be >= 0 (or null for the task default)")
+        if self.limit is not None:
+            _require(self.limit > 0, "eval.lm_eval.limit", self.limit, "must be > 0 (a count, or a fraction < 1)")
+        _require(self.batch_size > 0, "eval.lm_eval.batch_size", self.batch_size, "must be a positive integer")
+        if self.mmlu_dir is not None:
+            from harness.evaluators import mmlu_local  # parent-safe: JSON and YAML only
+
+            _require("mmlu" in self.tasks, "eval.lm_eval.mmlu_dir", self.mmlu_dir, "replaces the task mmlu, but eval.lm_eval.tasks has no mmlu")
+            mmlu_local.check_shots(mmlu_local.load(self.mmlu_dir), self.num_fewshot or 0)
 
 
 @dataclass
 class EvalConfig:
-    """Evaluators to run on each trained cell; a block that is set runs (``eval=[perplexity]``)."""
+    """Evaluators to run on each trained cell; a block that is set runs (``eval=[perplexity,mmlu]``)."""
 
     perplexity: Optional[PerplexityEvalConfig] = None
     """Held-out perplexity; see PerplexityEvalConfig."""
+    lm_eval: Optional[LmEvalConfig] = None
+    """lm-evaluation-harness tasks (conf/eval/mmlu.yaml: MMLU 5-shot); see LmEvalConfig."""
+    baseline: bool = True
+    """Also score the untrained base once per (model, quantization, evaluator config), cached and shared
+    by every cell, and report each metric's ``_base`` and ``_delta`` (cell minus base)."""
 
     def enabled(self) -> List[str]:
         """Names of the evaluators whose block is set, in a stable order."""
-        return [name for name in ("perplexity",) if getattr(self, name) is not None]
+        return [name for name in ("perplexity", "lm_eval") if getattr(self, name) is not None]
 
 
 @dataclass
@@ -317,6 +475,10 @@ class HarnessConfig:
         )
         if uses_adapter:
             lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
+        if self.eval.lm_eval is not None:
+            from harness.evaluators.lmeval_tasks import check_tasks  # parent-safe: never imports lm_eval
+
+            check_tasks(self.eval.lm_eval, self.run.cache_dir)
 
     def adapter(self) -> bool:
         """True when the cell trains an adapter on a frozen base."""

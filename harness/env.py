@@ -53,8 +53,27 @@ def device_info(device: str) -> Dict[str, Any]:
             allocator_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or os.environ.get("PYTORCH_ALLOC_CONF"),
         )
     else:
-        info.update(name=platform.processor() or platform.machine(), cpu_count=os.cpu_count())
+        info.update(name=platform.processor() or platform.machine(), cpu_count=os.cpu_count(), cpu_model=_cpu_model())
+    # allocator and threading settings change what memory and speed figures mean
+    info["allocator_env"] = {k: os.environ[k] for k in ALLOCATOR_ENV if k in os.environ}
     return info
+
+
+ALLOCATOR_ENV = ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
+                 "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "CUDA_LAUNCH_BLOCKING")
+"""Environment variables recorded verbatim when set (memory allocator, threads, visible devices)."""
+
+
+def _cpu_model() -> Optional[str]:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _nvidia_driver() -> Optional[str]:

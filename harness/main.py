@@ -80,7 +80,23 @@ def validate(cfg: DictConfig) -> Tuple[HarnessConfig, Dict[str, Any]]:
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    check_data(typed)
     return typed, plain
+
+
+def check_data(typed: HarnessConfig) -> None:
+    """Validate a local data source's records before any worker starts (memoised per file state).
+
+    Pure Python (no torch, no datasets): with data.on_error=fail a bad record stops the
+    whole sweep here, in one line naming file and line, instead of failing every cell.
+    """
+    from harness.data.load import check_source
+    from harness.errors import DataError
+
+    try:
+        check_source(typed.data)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _job_dir() -> Tuple[Path, str]:
@@ -95,10 +111,13 @@ def _job_dir() -> Tuple[Path, str]:
 
 
 def _describe(record: Dict[str, Any]) -> str:
-    metrics = {row["metric"]: row["value"] for row in record.get("metrics", [])}
-    if record["status"] == "ok" and "eval_loss" in metrics:
-        return f"eval_loss {metrics['eval_loss']:.4f}"
-    return record.get("error") or ""
+    metrics = {row["metric"]: row["value"] for row in record.get("metrics", []) if row["evaluator"] == "perplexity"}
+    if record["status"] != "ok":
+        return record.get("error") or ""
+    from harness.summary import lm_eval_headlines  # light: the summary module never imports torch
+
+    parts = [f"eval_loss {metrics['eval_loss']:.4f}"] if "eval_loss" in metrics else []
+    return "  ".join(parts + lm_eval_headlines(record))
 
 
 def task(cfg: DictConfig) -> None:

@@ -1,19 +1,23 @@
 """Cost measurement inside the worker: memory counters and step timing.
 
 Every figure is labelled with what it counts. Memory: on CUDA torch's peak allocated and
-peak reserved bytes (reset before training); on CPU the worker's peak resident set size
-(Linux VmHWM, reset before training through /proc/self/clear_refs). Speed: optimizer-step
-wall times with the device synchronised at both ends; throughput excludes the first
-``warmup`` steps and counts tokens from the batches the collator actually built.
+peak reserved bytes (reset before training) plus NVML's process and device peaks sampled in
+the background (harness.nvml); on CPU the worker's peak resident set size (Linux VmHWM,
+reset before training through /proc/self/clear_refs). Speed: optimizer-step wall times with
+the device synchronised at both ends; throughput excludes the first ``warmup`` steps and
+counts tokens from the batches the collator actually built.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional
+
+from harness.nvml import GpuMonitor, cpu_monitor_result
 
 MIB = 1024 * 1024
 DEFINITIONS = {
@@ -27,6 +31,13 @@ DEFINITIONS = {
     "samples_per_s": "training sequences per second of optimizer-step time, warm-up steps excluded",
     "step_times_s": "wall time of each optimizer step (all micro-batches), device synchronised at both ends",
     "time_to_first_step_s": "from train() call to the end of the first optimizer step",
+    "host_rss_at_reset_mib": "worker RSS (VmRSS) when the peak window opened, right before training, MiB",
+    "nvml_process_peak_mib": "largest NVML usedGpuMemory of the worker's PID, sampled every nvml_interval_s during training (includes CUDA context and allocator reserve), MiB",
+    "nvml_device_peak_mib": "largest NVML used memory of the whole device (all processes), sampled during training, MiB",
+    "max_batch_shape": "[batch, padded length] of the micro-batch with the most padded tokens",
+    "max_batch_loss_tokens": "loss-bearing tokens in that micro-batch",
+    "padded_tokens": "batch x padded length summed over all micro-batches (what the model computed on)",
+    "absent": "figures that were not measured, each with the reason",
 }
 
 
@@ -60,12 +71,31 @@ def host_memory() -> Dict[str, Optional[float]]:
     }
 
 
+def _cuda_monitor() -> GpuMonitor:
+    """A GpuMonitor for the device torch calls cuda:0, found by UUID (robust to CUDA_VISIBLE_DEVICES)."""
+    import torch
+
+    uuid = None
+    try:
+        raw = str(torch.cuda.get_device_properties(0).uuid)
+        uuid = raw if raw.startswith("GPU-") else f"GPU-{raw}"
+    except (AttributeError, RuntimeError):
+        pass
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    return GpuMonitor(device_index=int(visible) if visible.isdigit() else 0, uuid=uuid)
+
+
 class MemoryMeter:
     """Resets and reads the peak counters of the device a cell trains on."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, monitor_factory: Any = None) -> None:
         self.device = device
         self.host_reset_ok = False
+        self.rss_at_reset: Optional[float] = None
+        self.monitor: Any = None
+        self.monitor_factory = monitor_factory or _cuda_monitor
+        self.nvml: Dict[str, Any] = {}
+        """NVML figures of the last peak window (energy_j included); filled by peak()."""
 
     def _cuda(self) -> Any:
         import torch
@@ -82,22 +112,32 @@ class MemoryMeter:
     def reset_peak(self) -> None:
         """Start a new peak window (called right before training)."""
         self.host_reset_ok = reset_host_peak()
+        self.rss_at_reset = host_memory()["host_rss_mib"]
         if self.device == "cuda":
             self._cuda().synchronize()
             self._cuda().reset_peak_memory_stats()
+            self.monitor = self.monitor_factory().start()
 
     def peak(self) -> Dict[str, Any]:
         """Peaks since ``reset_peak`` plus the headline figure and the counter it comes from."""
         out: Dict[str, Any] = {"host_peak_rss_mib": host_memory()["host_peak_rss_mib"]}
         out["host_peak_reset"] = self.host_reset_ok
+        out["host_rss_at_reset_mib"] = self.rss_at_reset
         if self.device == "cuda":
             cuda = self._cuda()
             cuda.synchronize()
+            self.nvml = self.monitor.stop() if self.monitor is not None else cpu_monitor_result("NVML monitor not started")
+            self.monitor = None
             out["cuda_peak_allocated_mib"] = cuda.max_memory_allocated() / MIB
             out["cuda_peak_reserved_mib"] = cuda.max_memory_reserved() / MIB
             out["peak_mib"], out["counter"] = out["cuda_peak_allocated_mib"], "cuda_peak_allocated"
         else:
+            self.nvml = cpu_monitor_result()
             out["peak_mib"], out["counter"] = out["host_peak_rss_mib"], "host_peak_rss"
+        out["nvml_process_peak_mib"] = self.nvml["nvml_process_peak_mib"]
+        out["nvml_device_peak_mib"] = self.nvml["nvml_device_peak_mib"]
+        out["nvml_interval_s"] = self.nvml["nvml_interval_s"]
+        out["absent"] = {k: v for k, v in self.nvml["absent"].items() if k != "energy"}
         return out
 
 
@@ -108,6 +148,10 @@ class BatchCount:
     samples: int
     tokens: int
     loss_tokens: int
+    padded: int = 0
+    """batch x padded length: positions the model actually computed on."""
+    seq: int = 0
+    """Padded length of the micro-batch."""
 
 
 @dataclass
@@ -128,15 +172,22 @@ class StepMeter:
     train_start: Optional[float] = None
     first_step_end: Optional[float] = None
     _step_start: Optional[float] = None
+    largest: List[BatchCount] = field(default_factory=list)
 
     def _now(self) -> float:
         if self.sync is not None:
             self.sync()
         return time.perf_counter()
 
-    def on_batch(self, samples: int, tokens: int, loss_tokens: int) -> None:
-        """Called by the collator for each micro-batch it builds."""
-        self.pending.append(BatchCount(samples, tokens, loss_tokens))
+    def on_batch(self, samples: int, tokens: int, loss_tokens: int, shape: Optional[tuple] = None) -> None:
+        """Called by the collator for each micro-batch it builds (``shape`` = input_ids shape)."""
+        batch = BatchCount(samples, tokens, loss_tokens)
+        if shape is not None and len(shape) == 2:
+            batch.padded, batch.seq = int(shape[0]) * int(shape[1]), int(shape[1])
+        self.pending.append(batch)
+        # the largest micro-batch seen so far drives the activation peak: keep it
+        if not self.largest or (batch.padded, batch.loss_tokens) > (self.largest[0].padded, self.largest[0].loss_tokens):
+            self.largest = [batch]
 
     def train_begin(self) -> None:
         """Mark the start of training (for time to first step)."""
@@ -156,7 +207,13 @@ class StepMeter:
         total = BatchCount(0, 0, 0)
         for _ in range(min(self.grad_accum, len(self.pending))):
             batch = self.pending.popleft()
-            total = BatchCount(total.samples + batch.samples, total.tokens + batch.tokens, total.loss_tokens + batch.loss_tokens)
+            total = BatchCount(
+                total.samples + batch.samples,
+                total.tokens + batch.tokens,
+                total.loss_tokens + batch.loss_tokens,
+                total.padded + batch.padded,
+                max(total.seq, batch.seq),
+            )
         self.step_counts.append(total)
 
     def summary(self) -> Dict[str, Any]:
@@ -185,4 +242,10 @@ class StepMeter:
                 self.first_step_end - self.train_start if self.first_step_end and self.train_start else None
             ),
             "step_times_s": self.step_times,
+            "padded_tokens": sum(c.padded for c in self.step_counts),
+            "max_batch_shape": (
+                [self.largest[0].padded // self.largest[0].seq, self.largest[0].seq]
+                if self.largest and self.largest[0].seq else None
+            ),
+            "max_batch_loss_tokens": self.largest[0].loss_tokens if self.largest and self.largest[0].seq else None,
         }

@@ -18,6 +18,7 @@ BACKENDS: Dict[str, str] = {
 }
 EVALUATORS: Dict[str, str] = {
     "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",
+    "lm_eval": "harness.evaluators.lmeval:LmEvalEvaluator",
 }
 
 

@@ -82,7 +82,9 @@ def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str
     from harness.backends.base import CellContext
     from harness.data.prepare import prepare_data
     from harness.env import environment
-    from harness.evaluators.base import EvalContext
+    from harness.evaluators.base import EvalContext, load_evaluators
+    from harness.efficiency import DEFINITIONS as EFFICIENCY_DEFINITIONS
+    from harness.efficiency import efficiency
     from harness.measure import DEFINITIONS, MemoryMeter, StepMeter
 
     started = time.perf_counter()
@@ -95,14 +97,25 @@ def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str
 
     mark = time.perf_counter()
     tokenizer = backend.load_tokenizer()
-    data = prepare_data(cfg.data, tokenizer, cfg.train.max_seq_len, cfg.train.seed)
+    data = prepare_data(cfg.data, tokenizer, cfg.train.max_seq_len, cfg.train.seed, cache_dir=ctx.cache_dir)
     record["data"] = data.stats
     timings["data"] = time.perf_counter() - mark
+
+    # Evaluators are built and prepared before the model loads, so a bad task name fails fast.
+    eval_ctx = EvalContext(data=data, cell_dir=cell_dir, cache_dir=ctx.cache_dir)
+    evaluators = load_evaluators(cfg, eval_ctx, timings)
 
     mark = time.perf_counter()
     params = backend.load_model()
     timings["load"] = time.perf_counter() - mark
     record["memory"]["after_load"] = memory.snapshot()
+
+    baselines: Dict[str, Any] = {}
+    if cfg.eval.baseline and evaluators:  # on the loaded, untrained model; cached per base (see evaluators/baseline.py)
+        from harness.evaluators.baseline import score_baselines
+
+        baselines = score_baselines(cfg, evaluators, backend.model_view(), eval_ctx, record["cell_id"], timings)
+        record["baselines"] = {name: {k: v for k, v in b.items() if k != "rows"} for name, b in baselines.items()}
 
     meter = StepMeter(grad_accum=cfg.train.grad_accum, warmup=cfg.train.measure_warmup_steps)
     memory.reset_peak()
@@ -111,15 +124,19 @@ def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str
     timings["train"] = time.perf_counter() - mark
     record["memory"]["train_peak"] = memory.peak()
     record["train"] = {**params, **train_stats, **meter.summary()}
-    record["definitions"] = DEFINITIONS
+    record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"], timings["train"], memory.nvml)
+    record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS}
 
     view = backend.model_view()
-    eval_ctx = EvalContext(data=data, cell_dir=cell_dir, cache_dir=ctx.cache_dir)
-    for name in cfg.eval.enabled():
+    for name, evaluator in evaluators.items():
         mark = time.perf_counter()
-        evaluator = registry.load(f"eval.{name}", name, registry.EVALUATORS)(getattr(cfg.eval, name))
-        record["metrics"].extend(evaluator.evaluate(view, eval_ctx))
+        rows = evaluator.evaluate(view, eval_ctx)
         timings[f"eval_{name}"] = time.perf_counter() - mark
+        record["metrics"].extend(rows)
+        if name in baselines:
+            from harness.evaluators.baseline import compare
+
+            record["metrics"].extend(compare(rows, baselines[name]["rows"]))
 
     mark = time.perf_counter()
     adapter = backend.save_adapter(cell_dir / "adapter")

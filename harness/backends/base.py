@@ -47,7 +47,8 @@ class Backend(Protocol):
         """Train, feeding ``meter``; return train stats (loss curve, stop reason)."""
 
     def model_view(self) -> ModelView:
-        """The trained model for evaluation."""
+        """The model for evaluation: after train, the trained model; the worker also calls it
+        once before train to score the untrained base (so train must set training mode itself)."""
 
     def save_adapter(self, folder: Path) -> Optional[Path]:
         """Save trained weights (the adapter, or nothing for a full fine-tune); return the path."""

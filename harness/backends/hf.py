@@ -51,7 +51,8 @@ class CountingCollator:
         labels = batch["labels"]
         tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else int(labels.numel())
         # a label is shifted by one inside the model: the first position never carries loss
-        self.meter.on_batch(len(examples), tokens, int((labels[:, 1:] != -100).sum()))
+        loss_tokens = int((labels[:, 1:] != -100).sum())
+        self.meter.on_batch(len(examples), tokens, loss_tokens, shape=tuple(batch["input_ids"].shape))
         return batch
 
 

@@ -1,39 +1,72 @@
-"""Deterministic train/held-out split by content hash and seed."""
+"""Deterministic train/validation/test split by content hash and seed, cluster by cluster.
+
+Each example gets a rank from a hash of the seed and its content, so the split does not
+depend on file order. Near-duplicate clusters (see dedup.py) are placed whole, by the
+smallest rank among their members, so no near-duplicate pair straddles two splits.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import List, Tuple
+from typing import Dict, List, Sequence
 
-from harness.data.load import Conversation
+import numpy as np
+
+from harness.data.validate import Conversation
+from harness.errors import DataError
+
+SPLITS = ("train", "validation", "test")
 
 
-def _rank(conversation: Conversation, seed: int) -> str:
-    """A stable pseudo-random key for a conversation: independent of file order."""
+def rank(conversation: Conversation, seed: int) -> str:
+    """A stable pseudo-random key for a conversation under a seed."""
     blob = json.dumps(conversation, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(str(seed).encode() + b"\0" + blob).hexdigest()
 
 
-def split_conversations(
-    conversations: List[Conversation], val_fraction: float, seed: int
-) -> Tuple[List[Conversation], List[Conversation]]:
-    """(train, held-out): the same conversations always land on the same side for a seed.
+def _targets(count: int, val_fraction: float, test_fraction: float) -> tuple:
+    """(validation, test) sizes: rounded shares, at least one each when the share is non-zero."""
+    val = max(1, round(count * val_fraction))
+    test = max(1, round(count * test_fraction)) if test_fraction > 0 else 0
+    return val, test
 
-    Identical conversations share a rank and therefore a side, so an exact duplicate can
-    never leak from training into evaluation.
-    """
-    if len(conversations) < 2:
-        raise ValueError("need at least two conversations to hold one out")
-    keyed = sorted(((_rank(conv, seed), conv) for conv in conversations), key=lambda pair: pair[0])
-    target = min(max(1, round(len(keyed) * val_fraction)), len(keyed) - 1)
-    held_keys: set = set()
-    count = 0
-    for key, _ in keyed:  # identical conversations are adjacent: a group goes to one side
-        if count >= target and key not in held_keys:
-            break
-        held_keys.add(key)
-        count += 1
-    train = [conv for key, conv in keyed if key not in held_keys]
-    held = [conv for key, conv in keyed if key in held_keys]
-    return train, held
+
+def split_clusters(
+    conversations: Sequence[Conversation], labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int
+) -> Dict[str, List[int]]:
+    """Indices per split; each split ordered by rank (so a prefix is a deterministic sample)."""
+    ranks = [rank(conversation, seed) for conversation in conversations]
+    first: Dict[int, str] = {}
+    for index, label in enumerate(labels.tolist()):
+        if label not in first or ranks[index] < first[label]:
+            first[label] = ranks[index]
+    needed = 3 if test_fraction > 0 else 2
+    if len(first) < needed:
+        raise DataError(
+            f"only {len(first)} distinct example(s) after validation and filters; "
+            f"need at least {needed} for the train/validation{'/test' if test_fraction > 0 else ''} split"
+        )
+    val_target, test_target = _targets(len(conversations), val_fraction, test_fraction)
+    side: Dict[int, str] = {}
+    filled = {"validation": 0, "test": 0}
+    sizes = np.bincount(labels)
+    for label in sorted(first, key=first.__getitem__):
+        if filled["validation"] < val_target:
+            name = "validation"
+        elif filled["test"] < test_target:
+            name = "test"
+        else:
+            name = "train"
+        side[label] = name
+        if name != "train":
+            filled[name] += int(sizes[label])
+    out: Dict[str, List[int]] = {name: [] for name in SPLITS}
+    for index in sorted(range(len(conversations)), key=ranks.__getitem__):
+        out[side[int(labels[index])]].append(index)
+    if not out["train"]:
+        raise DataError(
+            f"no example left for training after the split ({len(conversations)} examples); "
+            "lower data.val_fraction/test_fraction"
+        )
+    return out

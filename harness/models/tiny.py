@@ -10,17 +10,16 @@ every cell (and every sweep) loads the same files. Worker-only: imports torch.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
 import tempfile
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from harness.config import ModelConfig
+from harness.locking import file_lock
 
 BUILDER_VERSION = 2
 """Bump when the build recipe changes, so stale caches are not reused."""
@@ -65,7 +64,7 @@ def ensure_tiny_model(model: ModelConfig, cache_dir: Path) -> Path:
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_suffix(".lock")):
+    with file_lock(target.with_suffix(".lock")):
         if (target / "config.json").exists():  # built by a concurrent worker meanwhile
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -77,17 +76,6 @@ def ensure_tiny_model(model: ModelConfig, cache_dir: Path) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock, so parallel workers build a model only once."""
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _corpus_lines() -> Iterator[str]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.conftest import REPO, records, run_harness
+from tests.conftest import records, run_harness
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,235 @@
+"""``python -m harness.plan``: will it fit, how fast, what will it cost, before anything runs.
+
+    python -m harness.plan model=llama quant=4bit lora.r=16 train.batch_size=4 train.max_seq_len=2048
+    python -m harness.plan -m model=llama,mistral,qwen quant=none,8bit,4bit lora.r=8,16,64
+    python -m harness.plan --sweeps runs/my-sweep model=tiny-llama --device cpu     # calibrated on records
+
+Takes the sweep's own config and overrides (same conf/, same validation), composes each
+grid point with Hydra, and predicts without torch and without weights. Planner options
+start with ``--``; everything else is a Hydra override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from harness.errors import ConfigError, HarnessError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+COMPONENTS = ["weights", "adapter", "gradients", "optimizer", "activations", "head", "step_temp", "overhead"]
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    """Planner options plus the Hydra overrides (positional)."""
+    parser = argparse.ArgumentParser(prog="python -m harness.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m harness")
+    parser.add_argument("-m", "--multirun", action="store_true", help="expand comma lists into a grid, as a sweep does")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--sweeps", action="append", default=[], metavar="DIR",
+                        help="sweep folder(s) with records: calibrate on them and use their measured throughput (repeatable)")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cuda: predict torch peak allocated on the catalogue GPUs; cpu: the worker's peak RSS on this host")
+    parser.add_argument("--gpu", action="append", default=[], metavar="NAME", help="only these catalogue entries (repeatable)")
+    parser.add_argument("--hardware-dir", type=Path, default=None, help="catalogue folder (default conf/hardware)")
+    parser.add_argument("--mfu", type=float, default=None, help="assumed MFU when no record gives throughput (default 0.35)")
+    parser.add_argument("--attention", choices=("auto", "sdpa", "eager"), default="auto",
+                        help="attention kernel: auto follows transformers' default per family")
+    parser.add_argument("--head", choices=("fused", "full"), default="fused",
+                        help="fused: trl's chunked LM head (what the hf backend runs); full: logits materialised")
+    parser.add_argument("--dataset-tokens", type=float, default=None, help="tokens in the training split (overrides the estimate)")
+    return parser.parse_args(argv)
+
+
+def compose_jobs(overrides: List[str], multirun: bool) -> List[List[str]]:
+    """The override list of every grid point (one list when not a multirun)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if not multirun:
+        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+        if sweeps:
+            raise ConfigError(f"{sweeps[0]}: a list of values needs -m (python -m harness.plan -m ...)")
+        return [list(overrides)]
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [job for batch in batches for job in batch]
+
+
+def load_configs(jobs: List[List[str]]) -> List[Any]:
+    """Validated (typed config, plain dict) for each job, composed exactly as a sweep composes it."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from harness.hydra_setup import register
+    from harness.main import validate
+
+    register()
+    GlobalHydra.instance().clear()
+    configs = []
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose(config_name="config", overrides=job)
+            except Exception as exc:  # noqa: BLE001 - Hydra's own errors: keep their first line
+                raise ConfigError(str(exc).strip().splitlines()[0]) from None
+            configs.append(validate(cfg))
+    GlobalHydra.instance().clear()
+    return configs
+
+
+def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalogue: Dict[str, Any],
+             records: List[Dict[str, Any]], coeffs: Dict[str, Any]) -> Dict[str, Any]:
+    """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time."""
+    from harness.plan.estimate import DEFAULT_MFU, dataset_tokens, gpu_table, measured_throughput
+    from harness.plan.memory import Cell, predict
+
+    cell = Cell.of(typed)
+    options = {"attention": args.attention, "head": args.head}
+    counter = "cuda_peak_allocated" if args.device == "cuda" else "host_peak_rss"
+    coeff = coeffs.get(counter)
+    prediction = predict(cell, args.device, coeff=coeff, **options)
+    if args.dataset_tokens:
+        tokens, source = args.dataset_tokens, "given by --dataset-tokens"
+    else:
+        tokens, source = dataset_tokens(plain["data"], records, typed.model.name)
+    epochs_tokens = tokens * typed.train.epochs if tokens else None
+    out: Dict[str, Any] = {
+        "cell": {"model": typed.model.name, "peft": typed.peft.method, "quant": typed.quant.mode,
+                 "lora_r": typed.lora.r if typed.adapter() else None, "batch_size": typed.train.batch_size,
+                 "max_seq_len": typed.train.max_seq_len, "grad_accum": typed.train.grad_accum,
+                 "gradient_checkpointing": typed.train.gradient_checkpointing, "optimizer": typed.train.optimizer},
+        "coefficients": {"counter": counter, "calibrated": coeff is not None,
+                         **({"act_scale": coeff.act_scale, "overhead_mib": coeff.overhead_mib} if coeff else {})},
+        "memory": prediction.as_dict(),
+        "dataset": {"train_tokens": tokens, "source": source, "epochs": typed.train.epochs, "epochs_tokens": epochs_tokens},
+    }
+    if args.device == "cuda":
+        throughput = measured_throughput(plain, records, catalogue)
+        out["gpus"] = gpu_table(cell, catalogue, coeff, epochs_tokens, throughput, args.mfu or DEFAULT_MFU, **options)
+    return out
+
+
+def _gib(mib: float) -> str:
+    return f"{mib / 1024:.2f}"
+
+
+def render(plan: Dict[str, Any]) -> str:
+    """Human-readable breakdown and GPU table for one cell."""
+    from harness.summary import to_markdown
+
+    mem, cell = plan["memory"], plan["cell"]
+    lines = [
+        f"# {cell['model']} {cell['peft']}" + (f" r={cell['lora_r']}" if cell["lora_r"] else "")
+        + f" quant={cell['quant']}  batch {mem['batch']} x seq {mem['seq']}"
+        + (" (grad ckpt)" if cell["gradient_checkpointing"] else ""),
+        f"params: {mem['params']['total']:,} total, {mem['params']['trainable']:,} trainable",
+        f"predicted {mem['counter']}: {_gib(mem['total_mib'])} GiB (peak in the {mem['phase']} phase)"
+        + (f"; device total incl. allocator slack + CUDA context: {_gib(mem['device_total_mib'])} GiB"
+           if mem["counter"].startswith("cuda") else ""),
+    ]
+    coeff = plan["coefficients"]
+    lines.append("coefficients: " + (f"calibrated act_scale={coeff['act_scale']:.2f} overhead={coeff['overhead_mib']:.0f} MiB"
+                                     if coeff["calibrated"] else "analytic defaults (no --sweeps)"))
+    lines.append("")
+    rows = [{"component": k, "GiB": mem["components"][k] / 1024} for k in COMPONENTS]
+    lines.append(to_markdown(rows, ["component", "GiB"]))
+    lines.append("assumptions: " + "; ".join(mem["assumptions"]))
+    data = plan["dataset"]
+    if data["train_tokens"]:
+        lines.append(f"dataset: {data['train_tokens']:,.0f} training tokens ({data['source']}) x {data['epochs']:g} epochs")
+    if "gpus" in plan:
+        lines.append("")
+        table = []
+        for row in plan["gpus"]:
+            table.append({
+                "gpu": row["gpu"], "mem GiB": row["memory_gib"], "need GiB": row["predicted_gib"],
+                "fits": "yes" if row["fits"] else "no", "headroom GiB": row["headroom_gib"],
+                "max batch": row["max_batch"], "max seq": row["max_seq"], "tok/s": row["tokens_per_s"],
+                "hours": row["hours"], "USD": row["cost_usd"], "throughput": row["throughput_source"],
+            })
+        lines.append(to_markdown(table, list(table[0]) if table else ["gpu"]))
+    return "\n".join(lines)
+
+
+def render_grid(plans: List[Dict[str, Any]]) -> str:
+    """One line per grid point: predicted need and the smallest catalogue GPU that holds it."""
+    from harness.summary import to_markdown
+
+    rows = []
+    for plan in plans:
+        cell, mem = plan["cell"], plan["memory"]
+        fitting = [g for g in plan.get("gpus", []) if g["fits"]]
+        cheapest = min(fitting, key=lambda g: g["cost_usd"] if g["cost_usd"] is not None else float("inf"), default=None)
+        rows.append({
+            "model": cell["model"], "peft": cell["peft"], "quant": cell["quant"], "r": cell["lora_r"],
+            "batch": mem["batch"], "seq": mem["seq"], "trainable": mem["params"]["trainable"],
+            "pred GiB": mem["total_mib"] / 1024,
+            "device GiB": mem["device_total_mib"] / 1024,
+            "smallest GPU": fitting[0]["gpu"] if fitting else "none",
+            "cheapest GPU": cheapest["gpu"] if cheapest else "none",
+            "USD": cheapest["cost_usd"] if cheapest else None,
+        })
+    return to_markdown(rows, list(rows[0]) if rows else ["model"])
+
+
+def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
+    """Fitted coefficients and held-out error per counter."""
+    lines = ["# calibration on measured records"]
+    for counter, entry in report.items():
+        d = entry["default"]
+        lines.append(
+            f"{counter}: {entry['records']} ok records; analytic defaults: median {d['median_abs_pct']:.1f} %, "
+            f"worst {d['worst_abs_pct']:.1f} % absolute error"
+        )
+        if "fitted" in entry:
+            f, loo = entry["fitted"], entry["leave_one_out"]
+            lines.append(
+                f"  fitted act_scale={f['act_scale']:.2f} overhead={f['overhead_mib']:.0f} MiB; leave-one-out error: "
+                f"median {loo['median_abs_pct']:.1f} %, worst {loo['worst_abs_pct']:.1f} %"
+            )
+        else:
+            lines.append(f"  {entry['note']}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: 0 on success, 2 on a rejected config."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        from harness.hardware import load_catalogue, lookup
+        from harness.plan.calibrate import calibrate, fitted_coefficients, load_sweeps
+
+        if args.mfu is not None and not 0 < args.mfu <= 1:
+            raise ConfigError(f"--mfu={args.mfu}: must be in (0, 1]")
+        catalogue = load_catalogue(args.hardware_dir)
+        if args.gpu:
+            catalogue = {name: lookup(name, catalogue) for name in args.gpu}
+        for folder in args.sweeps:
+            if not Path(folder).is_dir():
+                raise ConfigError(f"--sweeps={folder}: no such folder")
+        records = load_sweeps(Path(f) for f in args.sweeps)
+        report = calibrate(records, attention=args.attention, head=args.head) if records else {}
+        coeffs = fitted_coefficients(report)
+        configs = load_configs(compose_jobs(args.overrides, args.multirun))
+        plans = [plan_one(typed, plain, args, catalogue, records, coeffs) for typed, plain in configs]
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"plans": plans, "calibration": report}, indent=2))
+        return 0
+    if len(plans) == 1:
+        print(render(plans[0]))
+    else:
+        print(render_grid(plans))
+    if report:
+        print("\n" + render_calibration(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Per-GPU fit, largest batch and sequence, and time and cost for the configured dataset.
+
+Throughput comes from measured records of the same cell on the same catalogue device when
+there are any (all non-padding tokens/s); otherwise from an MFU assumption stated in the
+output: tokens/s = MFU x dense bf16 peak / model FLOPs per token (harness.plan.flops).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from harness.hardware import Hardware, match_device
+from harness.plan.flops import flops_per_token
+from harness.plan.memory import Cell, Coefficients, predict
+
+DEFAULT_MFU = 0.35
+"""Assumed MFU of a bf16 step: the low end of the 33-46 % torchtitan / llm-foundry report for
+full fine-tuning of 7-8B models on H100 (shared anchors)."""
+QUANT_SPEED = {"none": 1.0, "4bit": 0.56, "8bit": 0.5}
+"""Throughput relative to a bf16 base. 4bit: ms-swift's A100 benchmark, 2.41 vs 4.31 samples/s
+for LoRA on an int4 vs bf16 base. 8bit: assumed (LLM.int8 matmuls are slow), no anchor."""
+CHARS_PER_TOKEN = 4.0
+"""Rough English BPE ratio used only when no record gives the dataset's token count."""
+BUNDLED_DATA = Path(__file__).resolve().parents[1] / "data" / "bundled" / "chat.jsonl"
+SEARCH_LIMIT = 1 << 16
+
+
+def _largest(fits, low: int, high: int) -> int:
+    """Largest n in [low, high] with fits(n) true, assuming monotonic; low - 1 when none."""
+    if not fits(low):
+        return low - 1
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def assumed_mfu(cell: Cell, base: float, seq: int, adapter_params: int) -> Tuple[float, str]:
+    """MFU assumption for a cell and the words that state it."""
+    quant = QUANT_SPEED.get(cell.quant.mode, 1.0)
+    mfu = base * quant
+    words = f"assumed MFU {base:.0%}"
+    if quant != 1.0:
+        words += f" x {quant} for {cell.quant.mode} weights"
+    if cell.train.gradient_checkpointing:
+        # the recomputed forward costs time but is not model FLOPs
+        full = cell.peft.method == "full"
+        model = flops_per_token(cell.model, seq, adapter_params, full)
+        extra = flops_per_token(cell.model, seq, 0, True) - flops_per_token(cell.model, seq, 0, False)  # 2N
+        attn_fwd = model - (flops_per_token(cell.model, 0, adapter_params, full))
+        recompute = extra + attn_fwd / 3.0
+        factor = model / (model + recompute)
+        mfu *= factor
+        words += f" x {factor:.2f} for recomputation"
+    return mfu, words
+
+
+def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str) -> Tuple[Optional[float], str]:
+    """Non-padding tokens in the training split, and where the figure comes from."""
+    for record in records:
+        cfg = record.get("config", {})
+        if cfg.get("data") == data and cfg.get("model", {}).get("name") == model_name:
+            tokens = record.get("data", {}).get("train", {}).get("tokens")
+            if tokens:
+                return float(tokens), f"measured in record {record.get('cell_id')}"
+    path = Path(data["path"]).expanduser() if data.get("path") else BUNDLED_DATA
+    try:
+        chars, examples = _count_chars(path)
+    except (OSError, ValueError) as exc:
+        return None, f"unknown ({type(exc).__name__} reading {path})"
+    train_share = 1.0 - float(data.get("val_fraction", 0.1))
+    kept = examples * train_share
+    if data.get("max_examples"):
+        kept = min(kept, float(data["max_examples"]))
+    share = kept / examples if examples else 0.0
+    return chars * share / CHARS_PER_TOKEN, f"estimated from {path.name}: {chars} characters / {CHARS_PER_TOKEN:g} per token"
+
+
+def _count_chars(path: Path) -> Tuple[int, int]:
+    """(characters of every string value, examples) of a JSON or JSONL file."""
+
+    def strings(node: Any) -> int:
+        if isinstance(node, str):
+            return len(node)
+        if isinstance(node, dict):
+            return sum(strings(v) for v in node.values())
+        if isinstance(node, list):
+            return sum(strings(v) for v in node)
+        return 0
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        loaded = json.loads(text)
+        rows = loaded if isinstance(loaded, list) else [loaded]
+    return sum(strings(r) for r in rows), len(rows)
+
+
+IDENTITY = (("model", "name"), ("peft", "method"), ("quant", "mode"), ("lora", "r"), ("lora", "target"),
+            ("train", "batch_size"), ("train", "max_seq_len"), ("train", "gradient_checkpointing"),
+            ("framework", "backend"))
+
+
+def _same_cell(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    return all(a.get(g, {}).get(k) == b.get(g, {}).get(k) for g, k in IDENTITY)
+
+
+def measured_throughput(config: Dict[str, Any], records: Iterable[Dict[str, Any]], catalogue: Dict[str, Hardware]) -> Dict[str, Dict[str, Any]]:
+    """Catalogue name -> median measured all-token throughput of ok records of the same cell on that device."""
+    found: Dict[str, List[float]] = {}
+    for record in records:
+        if record.get("status") != "ok" or not _same_cell(record.get("config", {}), config):
+            continue
+        env = record.get("environment", {})
+        memory = env.get("memory_mib")
+        entry = match_device(env.get("name"), catalogue, memory / 1024 if memory else None)
+        rate = record.get("train", {}).get("all_tokens_per_s")
+        if entry is not None and rate:
+            found.setdefault(entry.name, []).append(float(rate))
+    return {name: {"tokens_per_s": statistics.median(v), "records": len(v)} for name, v in found.items()}
+
+
+def gpu_table(
+    cell: Cell,
+    catalogue: Dict[str, Hardware],
+    coeff: Optional[Coefficients],
+    tokens: Optional[float],
+    throughput: Dict[str, Dict[str, Any]],
+    mfu: float = DEFAULT_MFU,
+    **options: Any,
+) -> List[Dict[str, Any]]:
+    """One row per catalogue GPU: fit, headroom, largest batch and sequence, throughput, time, cost."""
+    from harness.config import lora_target_modules
+    from harness.plan.params import adapter_params
+
+    adapter = cell.peft.method in ("lora", "dora")
+    n_adapter = (
+        adapter_params(cell.model, lora_target_modules(cell.model.arch, cell.lora), cell.lora.r, cell.peft.method == "dora")
+        if adapter else 0
+    )
+    b, s = cell.train.batch_size, cell.train.max_seq_len
+    rows = []
+    for hw in catalogue.values():
+        if hw.kind != "gpu":
+            continue
+        capacity = hw.memory_gib * 1024
+
+        def fits(batch: int, seq: int, capacity: float = capacity) -> bool:
+            return predict(cell, "cuda", batch=batch, seq=seq, coeff=coeff, **options).device_total_mib <= capacity
+
+        p = predict(cell, "cuda", coeff=coeff, **options)
+        max_seq_cap = max(cell.model.max_position_embeddings, s)
+        row: Dict[str, Any] = {
+            "gpu": hw.name,
+            "memory_gib": hw.memory_gib,
+            "predicted_gib": p.device_total_mib / 1024,
+            "fits": p.device_total_mib <= capacity,
+            "headroom_gib": (capacity - p.device_total_mib) / 1024,
+            "max_batch": _largest(lambda n: fits(n, s), 1, SEARCH_LIMIT),
+            "max_seq": _largest(lambda n: fits(b, n), 1, max_seq_cap),
+        }
+        if hw.name in throughput:
+            rate, source = throughput[hw.name]["tokens_per_s"], f"measured ({throughput[hw.name]['records']} records)"
+        else:
+            cell_mfu, source = assumed_mfu(cell, mfu, s, n_adapter)
+            rate = cell_mfu * hw.bf16_tflops * 1e12 / flops_per_token(cell.model, s, n_adapter, not adapter)
+        row.update(tokens_per_s=rate, throughput_source=source)
+        hours = tokens / rate / 3600 if tokens and rate and row["fits"] else None
+        row.update(
+            hours=hours,
+            cost_usd=hours * hw.price_usd_per_h if hours is not None and hw.price_usd_per_h is not None else None,
+        )
+        rows.append(row)
+    return rows

@@ -1,0 +1,62 @@
+"""Calibration recovers known coefficients, reports held-out error, and refuses to claim one from too few records."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from harness.plan.calibrate import calibrate, fit, predict_record, prediction_cells, to_point
+from harness.plan.memory import Coefficients
+
+pytestmark = pytest.mark.unit
+MODEL = {"name": "tiny-llama", "arch": "llama", "tiny": True, "num_layers": 4, "hidden_size": 256, "num_heads": 4,
+         "num_kv_heads": 2, "intermediate_size": 512, "vocab_size": 2048}
+
+
+def _record(i, batch, seq, measured=None, status="ok"):
+    config = {"model": MODEL, "peft": {"method": "lora"}, "lora": {"r": 8}, "quant": {"mode": "none"},
+              "train": {"batch_size": batch, "max_seq_len": seq}}
+    record = {"cell_id": f"c{i}", "status": status, "config": config, "environment": {"device": "cpu"},
+              "train": {"max_batch_shape": [batch, seq], "max_batch_loss_tokens": batch * seq // 2},
+              "memory": {"train_peak": {"counter": "host_peak_rss", "peak_mib": measured}}}
+    return record
+
+
+def _synthetic(truth: Coefficients, noise: float, n: int = 8):
+    rng = random.Random(0)
+    shapes = [(b, s) for b in (1, 4, 16, 32) for s in (64, 256)][:n]
+    records = []
+    for i, (b, s) in enumerate(shapes):
+        value = predict_record(_record(i, b, s), truth).total_mib * (1 + rng.uniform(-noise, noise))
+        records.append(_record(i, b, s, value))
+    return records
+
+
+def test_fit_recovers_known_coefficients():
+    truth = Coefficients(1.6, 450.0)
+    points = [to_point(r) for r in _synthetic(truth, 0.0)]
+    fitted = fit(points)
+    assert fitted.act_scale == pytest.approx(1.6, abs=0.01)
+    assert fitted.overhead_mib == pytest.approx(450.0, rel=0.01)
+
+
+def test_leave_one_out_error_is_reported_per_counter():
+    report = calibrate(_synthetic(Coefficients(1.3, 500.0), noise=0.02))
+    entry = report["host_peak_rss"]
+    assert entry["records"] == 8 and len(entry["cells"]) == 8
+    assert entry["leave_one_out"]["median_abs_pct"] < 3.0
+    assert entry["leave_one_out"]["worst_abs_pct"] >= entry["leave_one_out"]["median_abs_pct"]
+    assert entry["default"]["median_abs_pct"] is not None
+
+
+def test_too_few_records_give_no_fit_and_say_so():
+    records = _synthetic(Coefficients(1.0, 600.0), 0.0, n=2) + [_record(9, 1, 8, 500.0, status="failed")]
+    entry = calibrate(records)["host_peak_rss"]
+    assert "fitted" not in entry and "at least 3" in entry["note"]
+
+
+def test_prediction_cells_never_raise():
+    assert prediction_cells({"config": {"model": {"arch": "nope"}}})["pred_mem_mib"] is None
+    cells = prediction_cells(_record(1, 4, 64, 700.0))
+    assert cells["pred_mem_mib"] > 0 and cells["pred_err_pct"] is not None
