@@ -81,10 +81,10 @@ def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str
     from harness import registry
     from harness.backends.base import CellContext
     from harness.data.prepare import prepare_data
-    from harness.env import environment
-    from harness.evaluators.base import EvalContext, load_evaluators
     from harness.efficiency import DEFINITIONS as EFFICIENCY_DEFINITIONS
     from harness.efficiency import efficiency
+    from harness.env import environment
+    from harness.evaluators.base import EvalContext, load_evaluators
     from harness.measure import DEFINITIONS, MemoryMeter, StepMeter
 
     started = time.perf_counter()

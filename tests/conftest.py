@@ -25,6 +25,11 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def harness_env(cache_dir: Path) -> Dict[str, str]:
     """Environment for a harness subprocess: repo importable, offline hub, shared cache."""
+    return make_env(cache_dir)
+
+
+def make_env(cache_dir: Path) -> Dict[str, str]:
+    """The environment ``harness_env`` gives, for fixtures of a wider scope."""
     env = dict(os.environ)
     env.update(
         HARNESS_CACHE=str(cache_dir),

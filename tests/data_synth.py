@@ -26,7 +26,7 @@ def synthetic_conversations(
     rng = random.Random(seed)
     vocab = _vocabulary(rng, 20000)
     out = []
-    for index in range(count):
+    for _ in range(count):
         if out and rng.random() < near_dup_rate:
             words = out[rng.randrange(len(out))][0]["content"].rstrip("?").split()
             words[rng.randrange(len(words))] = rng.choice(vocab)

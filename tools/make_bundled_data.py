@@ -24,6 +24,11 @@ CAPITALS = {
 OPPOSITES = {
     "hot": "cold", "tall": "short", "fast": "slow", "early": "late", "light": "dark", "open": "closed",
     "full": "empty", "happy": "sad", "strong": "weak", "rich": "poor", "loud": "quiet", "wet": "dry",
+    "hard": "soft", "thick": "thin", "young": "old", "high": "low", "near": "far", "clean": "dirty",
+    "sweet": "sour", "brave": "afraid", "heavy": "light", "wide": "narrow", "deep": "shallow",
+    "smooth": "rough", "cheap": "expensive", "push": "pull", "give": "take", "begin": "end",
+    "arrive": "leave", "win": "lose", "accept": "refuse", "above": "below", "inside": "outside",
+    "always": "never", "first": "last", "sharp": "blunt", "tight": "loose", "awake": "asleep",
 }
 SYSTEMS = [
     "You are a helpful assistant.",
@@ -46,13 +51,13 @@ def capital(rng: random.Random) -> list[dict]:
     city = CAPITALS[country]
     turns = [
         {"role": "user", "content": f"What is the capital of {country}?"},
-        {"role": "assistant", "content": f"The capital of {country} is {city}."},
+        {"role": "assistant", "content": f"The capital of {country} is {city}, where its national government sits."},
     ]
     if rng.random() < 0.4:
         other = rng.choice(sorted(CAPITALS))
         turns += [
             {"role": "user", "content": f"And of {other}?"},
-            {"role": "assistant", "content": f"The capital of {other} is {CAPITALS[other]}."},
+            {"role": "assistant", "content": f"The capital of {other} is {CAPITALS[other]}, its seat of government."},
         ]
     return turns
 
@@ -77,16 +82,16 @@ def word_game(rng: random.Random) -> list[dict]:
     if kind < 0.33:
         return [
             {"role": "user", "content": f"What is the opposite of '{word}'?"},
-            {"role": "assistant", "content": f"The opposite of '{word}' is '{OPPOSITES[word]}'."},
+            {"role": "assistant", "content": f"The opposite of '{word}' is '{OPPOSITES[word]}': they name the two ends of one scale."},
         ]
     if kind < 0.66:
         return [
             {"role": "user", "content": f"Spell '{word}' backwards."},
-            {"role": "assistant", "content": f"'{word}' backwards is '{word[::-1]}'."},
+            {"role": "assistant", "content": f"Reading '{word}' letter by letter from the end gives '{word[::-1]}'."},
         ]
     return [
         {"role": "user", "content": f"How many letters are in the word '{word}'?"},
-        {"role": "assistant", "content": f"The word '{word}' has {len(word)} letters."},
+        {"role": "assistant", "content": f"The word '{word}' has {len(word)} letters: {', '.join(word)}."},
     ]
 
 

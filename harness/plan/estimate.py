@@ -74,7 +74,7 @@ def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_na
         chars, examples = _count_chars(path)
     except (OSError, ValueError) as exc:
         return None, f"unknown ({type(exc).__name__} reading {path})"
-    train_share = 1.0 - float(data.get("val_fraction", 0.1))
+    train_share = 1.0 - float(data.get("val_fraction", 0.1)) - float(data.get("test_fraction", 0.1))
     kept = examples * train_share
     if data.get("max_examples"):
         kept = min(kept, float(data["max_examples"]))

@@ -164,10 +164,10 @@ def _weights_bytes(cell: Cell, e: int) -> float:
     if mode == "none":
         return counts.total * e
     other = counts.total - counts.layer_linear  # embeddings, LM head, norms: upcast to fp32 by peft
-    weights = sum(l.d_in * l.d_out for l in layer_linears(cell.model)) * cell.model.num_layers
+    weights = sum(lin.d_in * lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
     biases = counts.layer_linear - weights
     if mode == "8bit":
-        rows = sum(l.d_out for l in layer_linears(cell.model)) * cell.model.num_layers
+        rows = sum(lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
         quantized = weights * 1.0 + rows * 4.0
     else:
         block = 64
@@ -196,18 +196,18 @@ def _layer_bytes(
     mlp = 3.0 * e * t * inter  # gate (activation input), activation output, up
     linears = layer_linears(m)
     if adapter:
-        targeted = [l for l in linears if l.name in modules]
+        targeted = [lin for lin in linears if lin.name in modules]
         if cell.lora.dropout > 0:
             # each module drops out its own copy of the input. CUDA (autocast): a bool mask plus
             # lora_A's bf16 input, e + 1 bytes; CPU: peft casts the input to the fp32 adapter
             # dtype and dropout keeps an fp32 output and an fp32 noise tensor, 8 bytes
             per_elem = (e + 1.0) if device == "cuda" else 8.0
-            inputs = sum(per_elem * t * l.d_in for l in targeted)
+            inputs = sum(per_elem * t * lin.d_in for lin in targeted)
         else:  # lora_A keeps the shared input once per distinct input
             inputs = sum(e * t * d for d in _distinct_inputs(targeted))
         inputs += len(targeted) * t * cell.lora.r * (e if device == "cuda" else 4.0)  # lora_A outputs
         if cell.peft.method == "dora":  # base output and adapter output are kept for the magnitude gradient
-            inputs += sum(2.0 * e * t * l.d_out for l in targeted)
+            inputs += sum(2.0 * e * t * lin.d_out for lin in targeted)
     else:
         inputs = sum(e * t * d for d in _distinct_inputs(linears))
     return norms + attn + mlp + inputs

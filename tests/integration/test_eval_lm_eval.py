@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,24 +23,12 @@ import pytest
 from harness.config import ModelConfig
 from harness.evaluators import lmeval_tasks
 from harness.models.tiny import tiny_model_key
-from tests.conftest import FAST, REPO, records, run_harness
+from tests.conftest import FAST, REPO, make_env, records, run_harness
 
 pytestmark = pytest.mark.integration
 FIXTURE = REPO / "tests" / "fixtures" / "mmlu_tiny"
 LIMIT, SHOTS, BATCH = 6, 5, 8
 TRAIN = ["train.max_steps=6", "train.eval_every=0", "train.measure_warmup_steps=1", "train.lr=0.01"]
-
-
-def _env(cache_dir: Path) -> Dict[str, str]:
-    """What conftest's harness_env gives, for a module-scoped fixture."""
-    env = dict(os.environ)
-    env.update(
-        HARNESS_CACHE=str(cache_dir),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
-        HF_HUB_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +37,7 @@ def sweep(cache_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-sweep")
     args = ["-m", "lora.r=4,8", "eval=[perplexity,mmlu]", f"eval.lm_eval.mmlu_dir={FIXTURE}",
             f"eval.lm_eval.limit={LIMIT}", f"eval.lm_eval.batch_size={BATCH}", "eval.lm_eval.log_samples=true", *TRAIN]
-    result = run_harness(args, _env(cache_dir), root)
+    result = run_harness(args, make_env(cache_dir), root)
     assert result.returncode == 0, result.stdout + result.stderr
     return result, next(p for p in root.iterdir() if p.is_dir())
 
@@ -130,7 +117,7 @@ def test_cell_and_baseline_scores_equal_the_lm_eval_command(sweep, cache_dir, tm
     raw = json.loads((cell_dir / "lm_eval" / "results.json").read_text())
     include = raw["harness"]["include_path"]
     model = Path(cache_dir) / "models" / tiny_model_key(ModelConfig(**record["config"]["model"]))
-    env = {**_env(cache_dir), "HF_DATASETS_OFFLINE": "1"}
+    env = {**make_env(cache_dir), "HF_DATASETS_OFFLINE": "1"}
 
     cli = _lm_eval_cli(model, cell_dir / "adapter", include, tmp_path / "cell", env)
     acc = _row(record, "lm_eval", "acc")
