@@ -21,7 +21,7 @@ from typing import Iterator
 from harness.config import ModelConfig
 from harness.locking import file_lock
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 """Bump when the build recipe changes, so stale caches are not reused."""
 TOKENIZER_CORPUS = Path(__file__).resolve().parents[1] / "data" / "bundled" / "chat.jsonl"
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -101,6 +101,12 @@ def build_tokenizer(vocab_size: int):
         show_progress=False,
     )
     core.train_from_iterator(_corpus_lines(), trainer=trainer)
+    # Pad with reserved special tokens up to the model's vocabulary, so len(tokenizer) equals
+    # the embedding rows: tools that resize embeddings to the tokenizer (lm-eval with peft=)
+    # then leave the model untouched and score exactly what the harness scores.
+    spare = vocab_size - core.get_vocab_size()
+    if spare > 0:
+        core.add_special_tokens([f"<|reserved_{i}|>" for i in range(spare)])
     return PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token=None,
