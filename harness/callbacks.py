@@ -23,9 +23,10 @@ def finish(sweep_dir: Path) -> None:
         scores = [c for c in columns_for(rows) if c not in COLUMNS and not c.endswith("_base")]
         shown = [c for c in SHOWN if c in COLUMNS]
         at = shown.index("wall_s") if "wall_s" in shown else len(shown)
-        print("\n" + to_markdown(rows, shown[:at] + scores + shown[at:]))
+        errors = ["error"] if STATE.not_ok else []
+        print("\n" + to_markdown(rows, shown[:at] + scores + shown[at:] + errors))
     bad = STATE.not_ok
-    verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see error column)" if bad else "")
+    verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see the error column)" if bad else "")
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)
 
 
@@ -33,9 +34,11 @@ class SummaryCallback(Callback):
     """Reads the sweep folder Hydra was given (never 'the newest folder') and summarises it."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended."""
         finish(Path(config.hydra.sweep.dir))
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Summarise ``hydra.run.dir`` after a single run (nothing when its config was rejected)."""
         if STATE.invalid:
             return
         finish(Path(config.hydra.run.dir))

@@ -193,6 +193,9 @@ def prediction_cells(record: Dict[str, Any]) -> Dict[str, Optional[float]]:
     Never raises: a record that cannot be rebuilt (another version, a failed cell) gets None.
     """
     peak = record.get("memory", {}).get("train_peak", {})
+    if not peak.get("counter") and not record.get("environment", {}).get("device"):
+        # the worker never reached a device (preflight or load failure): no counter to predict
+        return {"pred_mem_mib": None, "pred_err_pct": None}
     try:
         predicted = predict_record(record).total_mib
     except Exception:  # noqa: BLE001 - the summary must never fail on one odd record
