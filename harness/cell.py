@@ -7,8 +7,6 @@ waited on with a blocking timeout; whatever happens to it, the parent leaves a r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -17,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, write_json_atomic
+from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, stable_digest, write_json_atomic
 from harness.worker import SPAWN_TIME_ENV
 
 RUN_ONLY_KEYS = ("run",)
@@ -33,7 +31,7 @@ def cell_id(config: Dict[str, Any]) -> str:
     ``RUN_ONLY_KEYS`` gives a new id.
     """
     relevant = {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
-    digest = hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    digest = stable_digest(relevant, 10)
     model, peft, quant = config["model"]["name"], config["peft"]["method"], config["quant"]["mode"]
     rank = f"-r{config['lora']['r']}" if peft in ("lora", "dora") else ""
     return f"{model}-{peft}{rank}-{quant}-{config['framework']['name']}-{digest}"

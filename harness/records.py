@@ -8,6 +8,7 @@ parse is treated as missing (the cell reruns).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +24,16 @@ STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "invalid", "skipped")
 host memory. timeout: killed at run.timeout_s. crashed: the worker died (exit code or
 signal) without writing a record. invalid: the config was rejected before any work.
 skipped: not run (reserved for launchers that decide a cell cannot run)."""
+
+
+def stable_digest(payload: Any, length: int) -> str:
+    """First ``length`` hex digits of the sha256 of ``payload`` as canonical JSON (sorted keys).
+
+    The one way identities are hashed (cell ids, cache keys), so equal settings always
+    give equal keys on any machine.
+    """
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def write_text_atomic(path: Path, text: str) -> None:

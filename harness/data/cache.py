@@ -22,7 +22,7 @@ import numpy as np
 
 from harness.data.tokenize import TokenizedSplit
 from harness.locking import file_lock
-from harness.records import write_bytes_atomic
+from harness.records import stable_digest, write_bytes_atomic
 
 CODE_DIR = Path(__file__).resolve().parent
 ARRAYS = ("ids", "mask", "offsets", "full_lengths", "source")
@@ -51,8 +51,7 @@ def code_fingerprint() -> str:
 
 def cache_key(parts: Dict[str, Any]) -> str:
     """Stable key for a dict of settings (and the pipeline code)."""
-    blob = json.dumps({"code": code_fingerprint(), **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return stable_digest({"code": code_fingerprint(), **parts}, 24)
 
 
 def _encode(splits: Splits, meta: Dict[str, Any]) -> bytes:

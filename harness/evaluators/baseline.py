@@ -22,8 +22,6 @@ of the same questions is ignored.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 import time
@@ -35,7 +33,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from harness.backends.base import ModelView
 from harness.evaluators.base import EvalContext
 from harness.locking import file_lock
-from harness.records import metric_row, read_json, write_json_atomic
+from harness.records import metric_row, read_json, stable_digest, write_json_atomic
 
 BASELINE_VERSION = 1
 """Bump when how a baseline is computed changes, so stale entries are not reused."""
@@ -80,7 +78,7 @@ def identity(cfg: Any, name: str, evaluator: Any, ctx: EvalContext, device: str)
 
 def folder_for(cache_dir: Path, ident: Dict[str, Any]) -> Path:
     """Cache folder of one baseline: readable prefix plus a hash of the identity."""
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    digest = stable_digest(ident, 12)
     model, quant = ident["model"]["name"], ident["quant"]["mode"]
     return Path(cache_dir).expanduser() / "baselines" / f"{model}-{quant}-{ident['evaluator']}-{digest}"
 

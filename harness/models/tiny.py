@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.config import ModelConfig
+from harness.data.load import BUNDLED_PATH
 from harness.locking import file_lock
+from harness.records import stable_digest
 
 BUILDER_VERSION = 3
 """Bump when the build recipe changes, so stale caches are not reused."""
-TOKENIZER_CORPUS = Path(__file__).resolve().parents[1] / "data" / "bundled" / "chat.jsonl"
+TOKENIZER_CORPUS = BUNDLED_PATH
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 # ChatML, with {% generation %} markers so transformers can return assistant masks.
@@ -54,7 +56,7 @@ def tiny_model_key(model: ModelConfig) -> str:
         "builder": BUILDER_VERSION,
         "corpus": hashlib.sha256(TOKENIZER_CORPUS.read_bytes()).hexdigest()[:16],
     }
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    digest = stable_digest(spec, 12)
     return f"{model.name}-{digest}"
 
 

@@ -7,11 +7,12 @@ output: tokens/s = MFU x dense bf16 peak / model FLOPs per token (harness.plan.f
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from harness.data.load import read_file, resolve_path, source_files
+from harness.errors import DataError
 from harness.hardware import Hardware, match_device
 from harness.plan.flops import flops_per_token
 from harness.plan.memory import Cell, Coefficients, predict
@@ -24,7 +25,6 @@ QUANT_SPEED = {"none": 1.0, "4bit": 0.56, "8bit": 0.5}
 for LoRA on an int4 vs bf16 base. 8bit: assumed (LLM.int8 matmuls are slow), no anchor."""
 CHARS_PER_TOKEN = 4.0
 """Rough English BPE ratio used only when no record gives the dataset's token count."""
-BUNDLED_DATA = Path(__file__).resolve().parents[1] / "data" / "bundled" / "chat.jsonl"
 SEARCH_LIMIT = 1 << 16
 
 
@@ -69,10 +69,10 @@ def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_na
             tokens = record.get("data", {}).get("train", {}).get("tokens")
             if tokens:
                 return float(tokens), f"measured in record {record.get('cell_id')}"
-    path = Path(data["path"]).expanduser() if data.get("path") else BUNDLED_DATA
+    path = resolve_path(data.get("path"))
     try:
         chars, examples = _count_chars(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, DataError) as exc:
         return None, f"unknown ({type(exc).__name__} reading {path})"
     train_share = 1.0 - float(data.get("val_fraction", 0.1)) - float(data.get("test_fraction", 0.1))
     kept = examples * train_share
@@ -83,7 +83,7 @@ def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_na
 
 
 def _count_chars(path: Path) -> Tuple[int, int]:
-    """(characters of every string value, examples) of a JSON or JSONL file."""
+    """(characters of every string value, records) of a data file or folder, read as training reads it."""
 
     def strings(node: Any) -> int:
         if isinstance(node, str):
@@ -94,12 +94,7 @@ def _count_chars(path: Path) -> Tuple[int, int]:
             return sum(strings(v) for v in node)
         return 0
 
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        loaded = json.loads(text)
-        rows = loaded if isinstance(loaded, list) else [loaded]
+    rows = [item.row for file in source_files(path) for item in read_file(file)[1] if item.problem is None]
     return sum(strings(r) for r in rows), len(rows)
 
 

@@ -31,6 +31,12 @@ TRAIN = ["train.max_steps=6", "train.eval_every=0", "train.measure_warmup_steps=
 
 
 @pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """This module's own cache: its baseline assertions need a base no other test has scored."""
+    return tmp_path_factory.mktemp("eval-cache")
+
+
+@pytest.fixture(scope="module")
 def sweep(cache_dir, tmp_path_factory):
     """Two cells (r=4, r=8) of one tiny model with perplexity and local MMLU, run once for this module."""
     root = tmp_path_factory.mktemp("eval-sweep")
