@@ -11,17 +11,41 @@ from pathlib import Path
 
 import hydra
 
+from harness.errors import ConfigError
 from harness.hydra_setup import register
 from harness.main import STATE, task
+from harness.preflight import check_command_line
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def main() -> None:
-    """Entry point; exits 0 when every cell ended ok, 1 when one did not, 2 on bad config."""
+    """Entry point; exits 0 when every cell ended ok, 1 when one did not, 2 on bad config, 130 on Ctrl-C."""
     register()
-    hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(task)()
+    try:  # before hydra.main: Hydra reports composition errors in many lines and creates folders
+        check_command_line(sys.argv[1:], CONF_DIR)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(task)()
+    except KeyboardInterrupt:
+        interrupted()
     sys.exit(STATE.exit_code())
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line, the summary of what finished (the running cell's worker is already stopped), exit 130."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the summary short
+    print("\ninterrupted (Ctrl-C): the running cell was stopped; finished cells are kept and the same command resumes",
+          file=sys.stderr, flush=True)
+    if STATE.sweep_dir is not None:
+        from harness.callbacks import finish
+
+        finish(STATE.sweep_dir)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Parent side of a cell: its id, its folder, and running its worker process.
+"""Parent side of a cell: its identity and folder in the store, its lock, and its worker process.
 
-Light by design (no torch): the Hydra job calls ``run_cell`` once per grid point. The
-worker is a fresh interpreter (``python -m harness.worker``) in its own process group,
-waited on with a blocking timeout; whatever happens to it, the parent leaves a record.
+Light by design (no torch): the Hydra job calls ``run_cell`` once per grid point. Under the
+cell's lock it decides what is left to do -- train and evaluate, evaluate only (a trained
+cell that lacks a requested evaluation, or whose evaluation failed), or nothing -- and runs
+a fresh worker interpreter (``python -m harness.worker``) in its own process group, waited
+on with a blocking timeout. Whatever happens to the worker, the parent leaves a status; it
+trusts only what its own worker wrote (the attempt id in the spec).
 """
 
 from __future__ import annotations
@@ -12,36 +15,37 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, stable_digest, write_json_atomic
+from harness import store
+from harness.identity import cell_id, cell_identity, eval_keys
+from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, write_json_atomic
 from harness.worker import SPAWN_TIME_ENV
 
-RUN_ONLY_KEYS = ("run",)
-"""Top-level config blocks that never change a cell's result, so never its id."""
 LOG_NAME = "worker.log"
 KILL_GRACE_S = 10.0
 
 
-def cell_id(config: Dict[str, Any]) -> str:
-    """Stable id: a readable prefix and a hash of every training-relevant key.
+@dataclass
+class CellPlan:
+    """One grid point resolved to its place in the store."""
 
-    Same resolved config -> same id on any machine; a change to any key outside
-    ``RUN_ONLY_KEYS`` gives a new id.
-    """
-    relevant = {key: value for key, value in config.items() if key not in RUN_ONLY_KEYS}
-    digest = stable_digest(relevant, 10)
-    model, peft, quant = config["model"]["name"], config["peft"]["method"], config["quant"]["mode"]
-    rank = f"-r{config['lora']['r']}" if peft in ("lora", "dora") else ""
-    return f"{model}-{peft}{rank}-{quant}-{config['framework']['name']}-{digest}"
+    cell_id: str
+    identity: Dict[str, Any]
+    config: Dict[str, Any]
+    evals: Dict[str, str]
+    """evaluator name -> result key, for the evaluators this command asks for."""
+    cell_dir: Path
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+def plan_cell(config: Dict[str, Any], run_root: Path) -> CellPlan:
+    """Identity, id, evaluation keys and store folder of a resolved config."""
+    identity = cell_identity(config)
+    cid = cell_id(config, identity)
+    return CellPlan(cid, identity, config, eval_keys(config), store.cell_path(run_root, cid))
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
@@ -65,8 +69,12 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def spawn_worker(cell_dir: Path, timeout_s: float) -> tuple[Optional[int], bool]:
-    """Run the worker for ``cell_dir``; return (exit code or None, timed out)."""
+def spawn_worker(cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None) -> Tuple[Optional[int], bool]:
+    """Run the worker for ``cell_dir``; return (exit code or None, timed out).
+
+    The worker inherits the cell's lock, so the cell stays locked until the worker is gone
+    even if this parent is killed first.
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPAWN_TIME_ENV: repr(time.time())})
     with open(cell_dir / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(
@@ -76,6 +84,7 @@ def spawn_worker(cell_dir: Path, timeout_s: float) -> tuple[Optional[int], bool]
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # own process group: a timeout kills its children too
+            pass_fds=(lock_fd,) if lock_fd is not None else (),
         )
         try:
             return proc.wait(timeout=timeout_s), False
@@ -87,56 +96,89 @@ def spawn_worker(cell_dir: Path, timeout_s: float) -> tuple[Optional[int], bool]
             raise
 
 
-def _record_without_worker(cid: str, config: Dict[str, Any], code: Optional[int], timed_out: bool, cell_dir: Path, timeout_s: float) -> Dict[str, Any]:
-    """The record the parent writes when the worker left none."""
-    if timed_out:
-        status, error = "timeout", f"killed after run.timeout_s={timeout_s:g} s"
-    elif code is not None and code < 0:
-        name = _signal_name(-code)
-        hint = " (the kernel's OOM killer sends SIGKILL when host memory runs out)" if -code == signal.SIGKILL else ""
-        status, error = "crashed", f"worker killed by {name}{hint}"
-    else:
-        status, error = "crashed", f"worker exited with code {code} without writing a record"
-    return new_record(cid, status, config, error=error, log_tail=_log_tail(cell_dir / LOG_NAME))
+def _record(cell_dir: Path) -> Optional[Dict[str, Any]]:
+    return read_json(cell_dir / RECORD_NAME)
 
 
-def is_done(cell_dir: Path) -> bool:
-    """True when the cell has a readable record whose status is ok."""
-    record = read_json(cell_dir / RECORD_NAME)
-    return record is not None and record.get("status") == "ok"
+def _todo(plan: CellPlan, trained: bool) -> Dict[str, str]:
+    """The requested evaluations that have no ok result (all of them when the cell trains again)."""
+    if not trained:
+        return dict(plan.evals)
+    return {name: key for name, key in plan.evals.items() if (store.read_eval(plan.cell_dir, key) or {}).get("status") != "ok"}
 
 
-def _prepare_cell_dir(config: Dict[str, Any], sweep_dir: Path) -> tuple[str, Path]:
-    """Create the cell folder with its spec; drop a stale record so it cannot outlive a rerun."""
-    cid = cell_id(config)
-    cell_dir = Path(sweep_dir) / cid
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / RECORD_NAME).unlink(missing_ok=True)
-    write_json_atomic(cell_dir / CELL_SPEC_NAME, {"cell_id": cid, "config": config})
-    return cid, cell_dir
+def _exit_status(code: Optional[int], timed_out: bool, timeout_s: float, oom: Tuple[Optional[int], Optional[int]]) -> Tuple[str, str]:
+    from harness.oom import classify_exit
+
+    return classify_exit(code, timed_out, timeout_s, *oom)
 
 
-def fail_cell(config: Dict[str, Any], sweep_dir: Path, error: str) -> Dict[str, Any]:
-    """Record a cell as failed without starting a worker (a preflight found it cannot run)."""
-    cid, cell_dir = _prepare_cell_dir(config, sweep_dir)
-    record = new_record(cid, "failed", config, error=error)
-    write_json_atomic(cell_dir / RECORD_NAME, record)
-    return record
+def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], outcome: Dict[str, Any]) -> None:
+    """Give every piece of work the worker did not finish a status; keep only this attempt's files."""
+    record = _record(plan.cell_dir)
+    ours = record is not None and record.get("attempt") == attempt
+    status, error = _exit_status(outcome["code"], outcome["timed_out"], outcome["timeout_s"], outcome["oom"])
+    tail = _log_tail(plan.cell_dir / LOG_NAME)
+    if train:
+        if not ours:
+            record = new_record(plan.cell_id, status, plan.config, error=error, log_tail=tail, identity=plan.identity, attempt=attempt)
+        record.setdefault("timings_s", {})["cell_wall"] = outcome["wall"]
+        record["worker_exit_code"] = outcome["code"]
+        write_json_atomic(plan.cell_dir / RECORD_NAME, record)
+    if record is None or record.get("status") != "ok":
+        return  # evaluations run only on a cell that trained ok
+    for name, key in todo.items():
+        result = store.read_eval(plan.cell_dir, key)
+        if result is None or result.get("attempt") != attempt:
+            store.write_eval(plan.cell_dir, key, {"evaluator": name, "key": key, "status": status, "error": error,
+                                                  "attempt": attempt, "rows": [], "log_tail": tail})
 
 
-def run_cell(config: Dict[str, Any], sweep_dir: Path, *, timeout_s: float, force: bool) -> tuple[Dict[str, Any], bool]:
-    """Run one cell (or reuse its ok record); return (record, reused)."""
-    cell_dir = Path(sweep_dir) / cell_id(config)
-    if not force and is_done(cell_dir):
-        return read_json(cell_dir / RECORD_NAME), True
-    cid, cell_dir = _prepare_cell_dir(config, sweep_dir)
+def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float, lock_fd: int) -> None:
+    """Write the spec for one attempt, run its worker, and collect what it left."""
+    from harness.oom import oom_kill_count
+
+    attempt = uuid.uuid4().hex
+    if train:  # a stale record must not outlive a rerun
+        (plan.cell_dir / RECORD_NAME).unlink(missing_ok=True)
+    spec = {"cell_id": plan.cell_id, "identity": plan.identity, "config": plan.config, "attempt": attempt,
+            "train": train, "evals": todo}
+    write_json_atomic(plan.cell_dir / CELL_SPEC_NAME, spec)
+    before = oom_kill_count()
     started = time.perf_counter()
-    code, timed_out = spawn_worker(cell_dir, timeout_s)
-    wall = time.perf_counter() - started
-    record = read_json(cell_dir / RECORD_NAME) if not timed_out else None
-    if record is None:
-        record = _record_without_worker(cid, config, code, timed_out, cell_dir, timeout_s)
-    record.setdefault("timings_s", {})["cell_wall"] = wall
-    record["worker_exit_code"] = code
-    write_json_atomic(cell_dir / RECORD_NAME, record)
-    return record, False
+    code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd)
+    outcome = {"code": code, "timed_out": timed_out, "timeout_s": timeout_s, "wall": time.perf_counter() - started,
+               "oom": (before, oom_kill_count())}
+    _collect(plan, attempt, train, todo, outcome)
+
+
+def run_cell(
+    plan: CellPlan, *, timeout_s: float, force: bool, on_busy: str, say: Callable[[str], None],
+    preflight: Optional[Callable[[], Optional[str]]] = None,
+) -> Tuple[Dict[str, Any], str]:
+    """Train and evaluate what is missing (or reuse what is stored); return (cell view, note).
+
+    ``preflight`` says in one line why the cell cannot run here (a hub model offline); it is
+    asked only when there is work to do, so a stored cell is never overwritten by it.
+    """
+    with store.cell_lock(plan.cell_dir, on_busy, say) as lock_fd:
+        if lock_fd is None:
+            view = store.cell_view(plan.cell_dir, plan.evals, plan.cell_id)
+            return {**view, "status": "skipped", "error": "busy: another run holds this cell (run.on_busy=skip)"}, "busy"
+        record = _record(plan.cell_dir)
+        trained = not force and record is not None and record.get("status") == "ok"
+        todo = _todo(plan, trained)
+        if trained and not todo:
+            return store.cell_view(plan.cell_dir, plan.evals), "reused stored cell (run.force=true reruns)"
+        problem = preflight() if preflight is not None else None
+        if trained and problem is None and store.weights_path(plan.cell_dir, record) is None:
+            problem = (f"cannot evaluate {', '.join(todo)} later: the cell kept no weights (a full fine-tune keeps them "
+                       "only with run.keep_weights=true; run.force=true trains it again)")
+        if problem is not None:
+            if not trained:
+                record = new_record(plan.cell_id, "failed", plan.config, error=problem, identity=plan.identity)
+                write_json_atomic(plan.cell_dir / RECORD_NAME, record)
+            return {**store.cell_view(plan.cell_dir, plan.evals), "status": "failed", "error": problem}, ""
+        _attempt(plan, not trained, todo, timeout_s, lock_fd)
+        note = f"evaluated {', '.join(todo)} on the stored cell, no training" if trained else ""
+        return store.cell_view(plan.cell_dir, plan.evals), note

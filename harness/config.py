@@ -11,12 +11,16 @@ This module must stay importable without torch: the parent process imports it.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from harness.errors import ConfigError
+from harness.hf_names import LR_SCHEDULERS, OPTIMIZERS
+from harness.names import COMMIT_HASH, RESERVED_SWEEPS, check_run_root_name, local_folder, path_segment, pickle_only
+from harness.names import require as _require
 
 # Linear sub-modules of each decoder architecture, as named in transformers. The LoRA
 # presets and the "does this module exist" check are derived from this table, so no
@@ -50,15 +54,18 @@ QUANT_MODES = ("none", "8bit", "4bit")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
-def _require(ok: bool, key: str, value: Any, reason: str) -> None:
-    """Raise a one-line ConfigError naming the command-line key when ``ok`` is false."""
-    if not ok:
-        raise ConfigError(f"{key}={value}: {reason}")
-
-
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
     """Check that ``value`` is one of ``allowed``, naming the key and the choices."""
     _require(value in allowed, key, value, f"must be one of {', '.join(map(str, allowed))}")
+
+
+def _known_name(key: str, value: str, allowed: tuple, what: str) -> None:
+    """Like ``_one_of`` for long lists: a did-you-mean hint first, then every name."""
+    if value in allowed:
+        return
+    close = difflib.get_close_matches(str(value), list(allowed), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{key}={value}: not {what}{hint}; known: {', '.join(allowed)}")
 
 
 @dataclass
@@ -96,9 +103,15 @@ class ModelConfig:
     dtype: str = "auto"
     """Weight/compute dtype: auto picks bfloat16 on GPUs that support it, float32 on CPU."""
     trust_remote_code: bool = False
-    """Passed to transformers; off by default because it runs code from the hub."""
+    """Passed to transformers; off by default because it runs code from the hub. When on, a hub
+    model's ``revision`` must be a full 40-character commit hash, so the code that runs is the
+    code that was reviewed, not whatever the branch holds today."""
+    allow_pickle: bool = False
+    """Also load weights from pickle files (``pytorch_model.bin``, ``.pt``). Off: safetensors only,
+    because unpickling a file can run arbitrary code."""
 
     def __post_init__(self) -> None:
+        path_segment("model.name", self.name)
         _one_of("model.arch", self.arch, tuple(ARCH_LINEAR_MODULES))
         _one_of("model.dtype", self.dtype, DTYPES)
         _require(self.tiny or bool(self.hub_id), "model.hub_id", self.hub_id, "a non-tiny model needs a hub id or local path")
@@ -106,6 +119,28 @@ class ModelConfig:
             value = getattr(self, key)
             _require(value > 0, f"model.{key}", value, "must be a positive integer")
         _require(self.num_heads % self.num_kv_heads == 0, "model.num_kv_heads", self.num_kv_heads, "must divide model.num_heads")
+        if not self.tiny:
+            self._check_loading_policy()
+
+    def _check_loading_policy(self) -> None:
+        """Remote code only at a pinned commit; pickle weights only when allowed (local folders checked here)."""
+        folder = local_folder(self.hub_id)
+        if self.trust_remote_code and folder is None:
+            _require(
+                COMMIT_HASH.fullmatch(str(self.revision)) is not None,
+                "model.revision",
+                self.revision,
+                "model.trust_remote_code=true needs a full 40-character commit hash (a branch or tag can change under you)",
+            )
+        if folder is not None and not self.allow_pickle:
+            found = pickle_only(folder)
+            _require(
+                not found,
+                "model.hub_id",
+                self.hub_id,
+                f"has only pickle weights ({', '.join(found[:3])}) and no .safetensors file; convert them to safetensors "
+                "or set model.allow_pickle=true if you trust the files (unpickling can run code)",
+            )
 
 
 @dataclass
@@ -172,6 +207,9 @@ class FrameworkConfig:
     options: Dict[str, Any] = field(default_factory=dict)
     """Backend-specific options, passed through untouched."""
 
+    def __post_init__(self) -> None:
+        path_segment("framework.name", self.name)
+
 
 @dataclass
 class TrainConfig:
@@ -204,9 +242,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """True cuts activation memory to ~2·s·b·h per layer, costs ~30 % speed."""
     optimizer: str = "adamw_torch"
-    """transformers optimizer name (adamw_torch, paged_adamw_8bit, sgd, ...)."""
+    """transformers optimizer name (adamw_torch, paged_adamw_8bit, sgd, ...; see harness/hf_names.py)."""
     lr_scheduler: str = "linear"
-    """transformers scheduler name."""
+    """transformers scheduler name (linear, cosine, constant_with_warmup, ...; see harness/hf_names.py)."""
     measure_warmup_steps: int = 2
     """Optimizer steps excluded from throughput figures (compilation, allocator warm-up)."""
 
@@ -220,6 +258,8 @@ class TrainConfig:
             value = getattr(self, key)
             _require(value >= 0, f"train.{key}", value, "must be >= 0")
         _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
+        _known_name("train.optimizer", self.optimizer, OPTIMIZERS, "a transformers optimizer")
+        _known_name("train.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS, "a transformers learning-rate scheduler")
 
 
 DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt_completion", "chatml")
@@ -335,6 +375,7 @@ class DataConfig:
     """Examples longer than train.max_seq_len: truncate (keep the first tokens) or drop."""
 
     def __post_init__(self) -> None:
+        path_segment("data.name", self.name)
         _require(self.path is None or self.hub_id is None, "data.hub_id", self.hub_id, "set data.path or data.hub_id, not both")
         if self.path is not None:
             path = os.path.expanduser(self.path)
@@ -402,11 +443,8 @@ class LmEvalConfig:
         if self.limit is not None:
             _require(self.limit > 0, "eval.lm_eval.limit", self.limit, "must be > 0 (a count, or a fraction < 1)")
         _require(self.batch_size > 0, "eval.lm_eval.batch_size", self.batch_size, "must be a positive integer")
-        if self.mmlu_dir is not None:
-            from harness.evaluators import mmlu_local  # parent-safe: JSON and YAML only
-
+        if self.mmlu_dir is not None:  # the folder's files are checked by registry.EVALUATOR_CHECKS
             _require("mmlu" in self.tasks, "eval.lm_eval.mmlu_dir", self.mmlu_dir, "replaces the task mmlu, but eval.lm_eval.tasks has no mmlu")
-            mmlu_local.check_shots(mmlu_local.load(self.mmlu_dir), self.num_fewshot or 0)
 
 
 @dataclass
@@ -433,19 +471,29 @@ class RunConfig:
     timeout_s: float = 3600.0
     """Wall-clock limit per cell; the worker is killed and the cell recorded as timeout."""
     force: bool = False
-    """Rerun cells even when their record says ok."""
+    """Train cells again (under the same id) even when the store has them ok."""
     cache_dir: str = "${oc.env:HARNESS_CACHE,'~/.cache/harness'}"
     """Where tiny models and tokenized data are cached between cells and sweeps."""
     root: str = "runs"
-    """Folder that holds sweep folders."""
+    """Folder that holds the cell store (``cells/``) and the sweep folders that view it."""
     sweep: Optional[str] = None
     """Name of the sweep folder; None derives it from the command-line overrides."""
     device: str = "auto"
-    """auto (cuda when available, else cpu), cpu or cuda."""
+    """auto (cuda when available, else cpu), cpu or cuda; the device class (cpu, cuda:<name>) is part of a cell's id."""
+    on_busy: str = "wait"
+    """When another run holds a cell (same cell, another sweep or copy): wait for it, or skip it."""
+    keep_weights: bool = False
+    """Keep a full fine-tune's weights (the whole model) in the cell, so evaluators can be added later;
+    adapters are always kept."""
 
     def __post_init__(self) -> None:
         _require(self.timeout_s > 0, "run.timeout_s", self.timeout_s, "must be > 0")
         _one_of("run.device", self.device, ("auto", "cpu", "cuda"))
+        if self.sweep is not None:
+            path_segment("run.sweep", self.sweep)
+            _require(self.sweep.lower() not in RESERVED_SWEEPS, "run.sweep", self.sweep, "is reserved (run.root/cells holds the cell store)")
+        check_run_root_name(self.root)
+        _one_of("run.on_busy", self.on_busy, ("wait", "skip"))
 
 
 @dataclass
@@ -463,7 +511,7 @@ class HarnessConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        from harness.registry import BACKENDS, check_name
+        from harness.registry import BACKENDS, check_evaluator_config, check_name
 
         check_name("framework.backend", self.framework.backend, BACKENDS)
         uses_adapter = self.peft.method in ("lora", "dora")
@@ -475,10 +523,8 @@ class HarnessConfig:
         )
         if uses_adapter:
             lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
-        if self.eval.lm_eval is not None:
-            from harness.evaluators.lmeval_tasks import check_tasks  # parent-safe: never imports lm_eval
-
-            check_tasks(self.eval.lm_eval, self.run.cache_dir)
+        for name in self.eval.enabled():  # files and caches an evaluator's block points at
+            check_evaluator_config(name, getattr(self.eval, name), self.run.cache_dir)
 
     def adapter(self) -> bool:
         """True when the cell trains an adapter on a frozen base."""

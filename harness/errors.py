@@ -1,5 +1,25 @@
 """Exceptions the harness raises on purpose; each carries a one-line, user-facing message."""
 
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NAME_LIKE = re.compile(r"[A-Za-z0-9_ .:-]{1,32}")
+
+
+def safe_repr(value: Any) -> str:
+    """A value read from a file, for an error message: quoted only when short and name-like.
+
+    Messages must not echo arbitrary file bytes (a mistyped ``data.path`` can point at a
+    secret), so free text is described by its type and length, never quoted.
+    """
+    if isinstance(value, str):
+        return repr(value) if NAME_LIKE.fullmatch(value) else f"a string of {len(value)} characters"
+    if value is None or isinstance(value, (bool, int)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
 
 class HarnessError(Exception):
     """Base class: the message is shown to the user as is, without a traceback."""

@@ -14,13 +14,15 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import HarnessConfig
+from harness.config import HarnessConfig, ModelConfig
 from harness.errors import ConfigError, HarnessError
+from harness.names import local_folder, path_segment
+from harness.schema_keys import check_known_keys
 
 RUN_ONLY_PREFIXES = ("run.", "+run.", "++run.", "hydra.")
 SWEEP_NAME_MAX = 80
@@ -32,6 +34,8 @@ class SweepState:
 
     invalid: int = 0
     not_ok: int = 0
+    sweep_dir: Optional[Path] = None
+    """The sweep folder of the running command, once known (Ctrl-C summarises it)."""
 
     def exit_code(self) -> int:
         """2 for a rejected config, 1 when any cell did not end ok, else 0."""
@@ -49,7 +53,8 @@ def sweep_name(name: Optional[str], overrides: Sequence[str]) -> str:
     do not count, so ``run.force=true`` reruns into the same folder.
     """
     if name:
-        return re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(name))
+        path_segment("run.sweep", name)  # validated as RunConfig too; this guards paths that resolve first
+        return str(name)
     kept = sorted(o for o in overrides if not o.startswith(RUN_ONLY_PREFIXES))
     if not kept:
         return "default"
@@ -80,8 +85,28 @@ def validate(cfg: DictConfig) -> Tuple[HarnessConfig, Dict[str, Any]]:
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    check_known_keys(plain)
     check_data(typed)
+    warn_remote_code(typed.model)
     return typed, plain
+
+
+_WARNED: set = set()
+
+
+def warn_remote_code(model: ModelConfig) -> None:
+    """One stderr line per model and process when ``model.trust_remote_code=true`` lets hub code run."""
+    if model.tiny or not model.trust_remote_code:
+        return
+    where = str(model.hub_id) if local_folder(model.hub_id) else f"{model.hub_id}@{model.revision}"
+    if where in _WARNED:
+        return
+    _WARNED.add(where)
+    print(
+        f"warning: model.trust_remote_code=true runs code from {where} in every worker of this model; "
+        "review that commit's Python files first",
+        file=sys.stderr,
+    )
 
 
 def check_data(typed: HarnessConfig) -> None:
@@ -99,15 +124,46 @@ def check_data(typed: HarnessConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _job_dir() -> Tuple[Path, str]:
-    """(sweep or run folder, job label) from Hydra's runtime config."""
+@dataclass
+class Job:
+    """Where Hydra placed this job: its sweep (or run) folder, number and overrides."""
+
+    sweep_dir: Path
+    num: str
+    overrides: List[str]
+    multirun: bool
+
+
+def _job() -> Job:
+    """This job's folder, number and overrides from Hydra's runtime config."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        return Path(hydra_cfg.sweep.dir), f"#{hydra_cfg.job.num}"
-    return Path(hydra_cfg.run.dir), "#0"
+        return Job(Path(hydra_cfg.sweep.dir), str(hydra_cfg.job.num), overrides, True)
+    return Job(Path(hydra_cfg.run.dir), "0", overrides, False)
+
+
+def check_sweep_dir(sweep_dir: Path, run_root: Path) -> None:
+    """A sweep folder sits directly under run.root (its links point to ../cells) and holds no old-layout cells."""
+    from harness.store import CELLS, old_layout_cells
+
+    sweep_dir, root = Path(sweep_dir), Path(run_root)
+    if sweep_dir.resolve().parent != root.resolve() or sweep_dir.name == CELLS:
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir}: a sweep folder must be a folder directly under run.root={root}")
+    old = old_layout_cells(sweep_dir)
+    if old:
+        raise ConfigError(
+            f"{sweep_dir} holds {len(old)} cell folder(s) of the layout before the cell store; "
+            f"move them into the store first: python -m harness.store migrate {root}"
+        )
+
+
+def manifest_entry(plan: Any, overrides: List[str]) -> Dict[str, Any]:
+    """One job's line in the sweep manifest."""
+    return {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides}
 
 
 def _describe(record: Dict[str, Any]) -> str:
@@ -122,25 +178,34 @@ def _describe(record: Dict[str, Any]) -> str:
 
 def task(cfg: DictConfig) -> None:
     """Hydra task function: one cell."""
-    from harness.cell import fail_cell, run_cell
+    from harness.cell import plan_cell, run_cell
     from harness.hub import hub_problem
+    from harness.store import update_manifest, write_manifest
 
     try:
-        sweep_dir, label = _job_dir()
+        job = _job()
+        label = f"#{job.num}"
         try:
             typed, plain = validate(cfg)
+            check_sweep_dir(job.sweep_dir, Path(typed.run.root))
         except ConfigError as exc:
             STATE.invalid += 1
             print(f"error: {exc}", file=sys.stderr)
             return
-        problem = hub_problem(typed.model)
-        if problem:
-            record, reused = fail_cell(plain, sweep_dir, problem), False
-        else:
-            record, reused = run_cell(plain, sweep_dir, timeout_s=typed.run.timeout_s, force=typed.run.force)
+        STATE.sweep_dir = job.sweep_dir
+        plan = plan_cell(plain, Path(typed.run.root))
+        entry = manifest_entry(plan, job.overrides)
+        # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
+        update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
+        say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
+        print(f"{label} {plan.cell_id}: started  (log: {plan.cell_dir / 'worker.log'})", flush=True)
+        record, note = run_cell(
+            plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
+            preflight=lambda: hub_problem(typed.model),
+        )
         wall = record.get("timings_s", {}).get("cell_wall")
-        note = "reused ok record (run.force=true reruns)" if reused else f"{wall:.1f} s" if wall else ""
-        print(f"{label} {record['cell_id']}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
+        note = note or (f"{wall:.1f} s" if wall else "")
+        print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
         if record["status"] != "ok":
             STATE.not_ok += 1
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,11 +20,15 @@ from harness import SCHEMA_VERSION
 
 RECORD_NAME = "record.json"
 CELL_SPEC_NAME = "cell.json"
-STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "invalid", "skipped")
-"""ok: trained and evaluated. failed: an exception (traceback kept). oom: out of device or
-host memory. timeout: killed at run.timeout_s. crashed: the worker died (exit code or
-signal) without writing a record. invalid: the config was rejected before any work.
-skipped: not run (reserved for launchers that decide a cell cannot run)."""
+STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "diverged", "invalid", "skipped", "unsupported")
+"""ok: trained (and, for an evaluator result, scored) with finite numbers. failed: an exception
+(traceback kept). oom: out of device or host memory (an allocator error, or the kernel's OOM
+killer seen in the cgroup's counter). timeout: killed at run.timeout_s. crashed: the worker
+died (exit code or signal) without writing a record, cause unknown. diverged: the training or
+held-out loss became NaN or infinite; training stopped there. invalid: the config was rejected
+before any work. skipped: not run this time (another process held the cell with
+run.on_busy=skip, or a launcher decided so). unsupported: the framework cannot run this
+combination (a method, quantization or device it lacks); a result, not an error."""
 
 
 def stable_digest(payload: Any, length: int) -> str:
@@ -34,6 +39,59 @@ def stable_digest(payload: Any, length: int) -> str:
     """
     blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def _read_umask() -> int:
+    """The process umask, without changing it where Linux can tell (/proc/self/status, kernel 4.7+).
+
+    Elsewhere it is set and restored, which is racy against another thread creating a
+    file in that instant; hence once, at import, and cached.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+UMASK = _read_umask()
+"""The umask at import, read once: what ``FILE_MODE`` and ``DIR_MODE`` honour."""
+FILE_MODE = 0o666 & ~UMASK
+"""Mode of files the harness writes: what ``open()`` would give (mkstemp would give 0600)."""
+DIR_MODE = 0o777 & ~UMASK
+"""Mode of folders the harness creates: what ``mkdir`` would give (mkdtemp would give 0700)."""
+
+
+def make_staging_dir(prefix: str, parent: Path) -> Path:
+    """A fresh private-named folder in ``parent`` (``tempfile.mkdtemp``) with the user's usual folder mode.
+
+    For folders built in place and then renamed to their final, shared name (cache
+    entries), which must not stay 0700.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(folder, DIR_MODE)
+    return folder
+
+
+def share_tree(folder: Path) -> None:
+    """Give ``folder`` and everything under it the user's usual modes (``DIR_MODE``, ``FILE_MODE``).
+
+    For folders third-party writers fill: safetensors (0.8) writes its files 0600
+    whatever the umask, so saved models and adapters would be unreadable to the rest of
+    a group sharing the cache or run root. Symbolic links are left alone.
+    """
+    folder = Path(folder)
+    os.chmod(folder, DIR_MODE)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        executable = path.is_dir() or path.stat().st_mode & 0o111
+        os.chmod(path, DIR_MODE if executable else FILE_MODE)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -48,6 +106,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp makes 0600; outputs are shared like any file the user writes
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -58,9 +117,24 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: strict JSON readers (browsers, jq, pandas' C parser) reject them.
+
+    A diverged cell says which value broke where in its own field (``train.diverged``), as text.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON atomically (see ``write_text_atomic``)."""
-    write_text_atomic(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+    """Write strict JSON atomically (see ``write_text_atomic``; non-finite floats become null)."""
+    text = json.dumps(finite_json(payload), indent=2, default=_json_default, allow_nan=False)
+    write_text_atomic(path, text + "\n")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -20,6 +20,13 @@ EVALUATORS: Dict[str, str] = {
     "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",
     "lm_eval": "harness.evaluators.lmeval:LmEvalEvaluator",
 }
+# Parent-side checks of an evaluator's block that need more than its dataclass (files, caches):
+# ``check(block, cache_dir)`` raises a one-line ConfigError. Each module named here must stay
+# parent-safe (no torch, no lm_eval); the config schema reaches them only through this table,
+# so harness.config never imports an evaluator module.
+EVALUATOR_CHECKS: Dict[str, str] = {
+    "lm_eval": "harness.evaluators.lmeval_tasks:check_config",
+}
 
 
 def check_name(key: str, name: str, table: Dict[str, str]) -> None:
@@ -44,3 +51,12 @@ def load(key: str, name: str, table: Dict[str, str]) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"{key}={name}: {module_name} has no attribute {attr}") from None
+
+
+def check_evaluator_config(name: str, block: Any, cache_dir: str) -> None:
+    """Run the parent-side check registered for evaluator ``name`` on its block, if there is one."""
+    target = EVALUATOR_CHECKS.get(name)
+    if target is None:
+        return
+    module_name, _, attr = target.partition(":")
+    getattr(importlib.import_module(module_name), attr)(block, cache_dir)

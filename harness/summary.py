@@ -1,6 +1,7 @@
 """Sweep summary: one row per cell, written as summary.csv and summary.md.
 
-Reads only the records in the sweep folder it is given. Stays free of heavy imports:
+Reads exactly the cells in the manifest of the sweep folder it is given (see harness/store.py),
+each as its training record plus the evaluations that command asked for. Stays free of heavy imports:
 it runs in the Hydra parent at the end of every sweep.
 """
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 from harness.plan.calibrate import prediction_cells
-from harness.records import load_records, write_text_atomic
+from harness.records import write_text_atomic
+from harness.store import load_sweep
 
 COLUMNS = [
     "cell", "status", "model", "framework", "quant", "peft", "lora_r", "trainable_params",
@@ -47,7 +49,7 @@ def _metric(record: Dict[str, Any], evaluator: str, metric: str) -> Optional[flo
 
 
 def _train_loss(curve: List[List[float]]) -> Optional[float]:
-    tail = [loss for _, loss in curve[-TRAIN_LOSS_WINDOW:]]
+    tail = [loss for _, loss in curve[-TRAIN_LOSS_WINDOW:] if loss is not None]  # null: a non-finite loss (diverged)
     return sum(tail) / len(tail) if tail else None
 
 
@@ -150,9 +152,9 @@ def to_markdown(rows: Iterable[Dict[str, Any]], columns: List[str]) -> str:
 
 
 def write_summary(sweep_dir: Path) -> List[Dict[str, Any]]:
-    """Write summary.csv and summary.md for every record in ``sweep_dir``; return the rows."""
+    """Write summary.csv and summary.md for the cells of the sweep's grid; return the rows."""
     sweep_dir = Path(sweep_dir)
-    rows = [summary_row(r) for r in load_records(sweep_dir)]
+    rows = [summary_row(r) for r in load_sweep(sweep_dir)]
     columns = columns_for(rows)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)

@@ -1,21 +1,28 @@
-"""The worker: runs one cell in a fresh process and writes its record.
+"""The worker: trains and/or evaluates one cell in a fresh process and writes what it did.
 
     python -m harness.worker CELL_DIR
 
-Reads ``CELL_DIR/cell.json`` (written by the parent), then data -> model -> train ->
-evaluate -> save, and always ends by writing ``CELL_DIR/record.json`` atomically, with
-status ok, failed or oom. Anything that kills the process before that (a signal, a hard
-crash, ``os._exit``) leaves no record; the parent then records it as crashed or timeout.
+Reads ``CELL_DIR/cell.json`` (written by the parent under the cell's lock): the config, the
+attempt id and the work -- ``train`` (data -> model -> train -> save weights, then
+``record.json``) and ``evals`` (each evaluator's result in ``evals/<key>/result.json``,
+with its own status). Without training it loads the stored weights and only evaluates.
+Statuses: ok, failed, oom, diverged (a non-finite loss). Anything that kills the process
+first (a signal, a hard crash, ``os._exit``) leaves no file of this attempt; the parent
+then records crashed, oom or timeout.
 """
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import re
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 SPAWN_TIME_ENV = "HARNESS_SPAWN_TIME"
 
@@ -54,13 +61,48 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
+# Allocator messages that mean memory ran out, and nothing else: a bare "memory" in a
+# message (a config error about memory, a planner warning) must not read as an OOM.
+_OOM_MESSAGE = re.compile(
+    r"DefaultCPUAllocator: (?:can't allocate memory|not enough memory)"  # torch host allocator (Linux, Windows)
+    r"|\b(?:CUDA|HIP|XPU|MPS backend) out of memory"  # torch device caching allocators
+    r"|\bCUDA error: out of memory"  # a raw cudaMalloc outside the caching allocator (cuDNN, NCCL)
+    r"|\b(?:CUBLAS|CUDNN)_STATUS_ALLOC_FAILED"  # handle/workspace allocation inside the library
+    r"|\bCUDA_ERROR_OUT_OF_MEMORY",  # driver API (bitsandbytes, triton)
+    re.IGNORECASE,
+)
+_CHAIN_LIMIT = 16
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """True when this one exception (not its chain) reports exhausted device or host memory."""
+    if isinstance(exc, MemoryError):  # also numpy's _ArrayMemoryError
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:  # mmap / fork refused by the kernel
+        return True
+    # torch.OutOfMemoryError (= torch.cuda.OutOfMemoryError) by name: classify must not import torch
+    if any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
+        return True
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not turn the cell's error handler into a crash
+        return False
+    return bool(_OOM_MESSAGE.search(text))
+
+
 def classify(exc: BaseException) -> str:
-    """Status for an exception: oom for device or host memory exhaustion, else failed."""
-    if isinstance(exc, MemoryError):
-        return "oom"
-    name = type(exc).__name__
-    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
-        return "oom"
+    """Status for an exception: oom for device or host memory exhaustion, else failed.
+
+    Follows the exception's cause chain, so a library that wraps an allocator failure in
+    its own exception (``raise X from oom``, or raising while handling one) still reads as oom.
+    """
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen and len(seen) < _CHAIN_LIMIT:
+        if _is_oom(current):
+            return "oom"
+        seen.add(id(current))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return "failed"
 
 
@@ -76,19 +118,44 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> None:
-    """Fill ``record`` for one cell; raises on failure (the caller records it)."""
+class Diverged(Exception):
+    """Training produced a non-finite loss; the cell ends ``diverged`` and is never evaluated."""
+
+
+@dataclass
+class Opened:
+    """What both kinds of work on a cell share: device, backend, data and evaluators."""
+
+    device: str
+    backend: Any
+    data: Any
+    eval_ctx: Any
+    evaluators: Dict[str, Any]
+    memory: Any
+
+
+def check_device_class(identity: Dict[str, Any], device: str) -> None:
+    """Refuse to run where the cell's identity says another device class (a CPU cell is no GPU result)."""
+    expected = str(identity.get("device", device)).split(":")[0]
+    if expected != device:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"run.device: this cell is identified as a {expected} cell but the worker runs on {device}; "
+                          "set run.device=cpu or run.device=cuda explicitly")
+
+
+def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Opened:
+    """Resolve the device, build the backend, load tokenizer and data, prepare the requested evaluators."""
     from harness import registry
-    from harness.backends.base import CellContext
     from harness.data.prepare import prepare_data
-    from harness.efficiency import DEFINITIONS as EFFICIENCY_DEFINITIONS
-    from harness.efficiency import efficiency
     from harness.env import environment
     from harness.evaluators.base import EvalContext, load_evaluators
-    from harness.measure import DEFINITIONS, MemoryMeter, StepMeter
+    from harness.measure import MemoryMeter
+    from harness.seams import CellContext
 
     started = time.perf_counter()
     device = resolve_device(cfg.run.device)
+    check_device_class(spec.get("identity", {}), device)
     record["environment"] = environment(device)
     ctx = CellContext(cell_dir=cell_dir, cache_dir=Path(cfg.run.cache_dir).expanduser(), device=device)
     backend = registry.load("framework.backend", cfg.framework.backend, registry.BACKENDS)(cfg, ctx)
@@ -98,54 +165,130 @@ def run_cell(cfg: Any, cell_dir: Path, record: Dict[str, Any], timings: Dict[str
     mark = time.perf_counter()
     tokenizer = backend.load_tokenizer()
     data = prepare_data(cfg.data, tokenizer, cfg.train.max_seq_len, cfg.train.seed, cache_dir=ctx.cache_dir)
-    record["data"] = data.stats
     timings["data"] = time.perf_counter() - mark
-
     # Evaluators are built and prepared before the model loads, so a bad task name fails fast.
     eval_ctx = EvalContext(data=data, cell_dir=cell_dir, cache_dir=ctx.cache_dir)
-    evaluators = load_evaluators(cfg, eval_ctx, timings)
+    evaluators = {name: ev for name, ev in load_evaluators(cfg, eval_ctx, timings).items() if name in spec["evals"]}
+    return Opened(device, backend, data, eval_ctx, evaluators, memory)
 
+
+def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Dict[str, Any]:
+    """Load, train and save the cell's weights (filling ``record``); return the untrained baselines scored on the way."""
+    from harness.divergence import divergence
+    from harness.efficiency import DEFINITIONS as EFFICIENCY_DEFINITIONS
+    from harness.efficiency import efficiency
+    from harness.measure import DEFINITIONS, StepMeter
+
+    record["data"] = cell.data.stats
     mark = time.perf_counter()
-    params = backend.load_model()
+    params = cell.backend.load_model()
     timings["load"] = time.perf_counter() - mark
-    record["memory"]["after_load"] = memory.snapshot()
-
-    baselines: Dict[str, Any] = {}
-    if cfg.eval.baseline and evaluators:  # on the loaded, untrained model; cached per base (see evaluators/baseline.py)
-        from harness.evaluators.baseline import score_baselines
-
-        baselines = score_baselines(cfg, evaluators, backend.model_view(), eval_ctx, record["cell_id"], timings)
-        record["baselines"] = {name: {k: v for k, v in b.items() if k != "rows"} for name, b in baselines.items()}
+    record["memory"]["after_load"] = cell.memory.snapshot()
+    baselines = _baselines(cfg, cell, record["cell_id"], timings, may_compute=True)
 
     meter = StepMeter(grad_accum=cfg.train.grad_accum, warmup=cfg.train.measure_warmup_steps)
-    memory.reset_peak()
+    cell.memory.reset_peak()
     mark = time.perf_counter()
-    train_stats = backend.train(data, meter)
+    train_stats = cell.backend.train(cell.data, meter)
     timings["train"] = time.perf_counter() - mark
-    record["memory"]["train_peak"] = memory.peak()
+    record["memory"]["train_peak"] = cell.memory.peak()
     record["train"] = {**params, **train_stats, **meter.summary()}
-    record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"], timings["train"], memory.nvml)
+    record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"], timings["train"], cell.memory.nvml)
     record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS}
-
-    view = backend.model_view()
-    for name, evaluator in evaluators.items():
-        mark = time.perf_counter()
-        rows = evaluator.evaluate(view, eval_ctx)
-        timings[f"eval_{name}"] = time.perf_counter() - mark
-        record["metrics"].extend(rows)
-        if name in baselines:
-            from harness.evaluators.baseline import compare
-
-            record["metrics"].extend(compare(rows, baselines[name]["rows"]))
+    point = divergence(record["train"])
+    if point is not None:
+        record["train"]["diverged"] = point
+        raise Diverged(f"training diverged: {point['metric']} became {point['value']} at step {point['step']}; the cell stopped there")
 
     mark = time.perf_counter()
-    adapter = backend.save_adapter(cell_dir / "adapter")
-    record["artifacts"] = {"adapter": str(adapter) if adapter else None}
+    weights = cell.backend.save_weights(cell_dir)
+    record["artifacts"] = {"weights": weights.name if weights else None}
     timings["save"] = time.perf_counter() - mark
+    return baselines
+
+
+def _baselines(cfg: Any, cell: Opened, cell_id: str, timings: Dict[str, float], may_compute: bool) -> Dict[str, Any]:
+    """Untrained-base scores of the requested evaluators (cached per base; see evaluators/baseline.py)."""
+    if not (cfg.eval.baseline and cell.evaluators):
+        return {}
+    from harness.evaluators.baseline import score_baselines
+
+    return score_baselines(cfg, cell.evaluators, cell.backend.model_view(), cell.eval_ctx, cell_id, timings, may_compute=may_compute)
+
+
+def _non_finite(rows: List[Dict[str, Any]]) -> List[str]:
+    return [row["metric"] for row in rows if isinstance(row.get("value"), float) and not math.isfinite(row["value"])]
+
+
+def evaluate_cell(
+    spec: Dict[str, Any], cell: Opened, cell_dir: Path, baselines: Dict[str, Any], timings: Dict[str, float]
+) -> Optional[str]:
+    """Run each requested evaluator into its own result file; return why the cell diverged, if it did."""
+    from harness.store import eval_dir, write_eval
+
+    view, diverged = cell.backend.model_view(), None
+    for name, evaluator in cell.evaluators.items():
+        key = spec["evals"][name]
+        result: Dict[str, Any] = {"evaluator": name, "key": key, "attempt": spec["attempt"], "status": "failed",
+                                  "error": None, "rows": [], "config": spec["config"]["eval"].get(name)}
+        mark = time.perf_counter()
+        cell.eval_ctx.cell_dir = eval_dir(cell_dir, key)  # raw output (lm-eval's files) next to the result
+        try:
+            rows = evaluator.evaluate(view, cell.eval_ctx)
+            bad = _non_finite(rows)
+            if name in baselines:
+                from harness.evaluators.baseline import compare
+
+                rows = rows + compare(rows, baselines[name]["rows"])
+                result["baseline"] = {k: v for k, v in baselines[name].items() if k != "rows"}
+            result.update(rows=rows, status="ok" if not bad else "failed",
+                          error=f"non-finite {', '.join(bad)}" if bad else None)
+            if "eval_loss" in bad:
+                diverged = f"held-out eval_loss is not finite after training ({name} evaluator)"
+        except Exception as exc:  # noqa: BLE001 - one evaluator failing must not lose the others
+            result.update(status=classify(exc), error=one_line(exc), traceback=traceback.format_exc())
+            print(result["traceback"], file=sys.stderr)
+        done = {f"eval_{name}": time.perf_counter() - mark}
+        result["timings_s"] = {**{k: v for k, v in timings.items() if k in (f"eval_{name}_prepare", f"baseline_{name}")}, **done}
+        write_eval(cell_dir, key, result)
+    return diverged
+
+
+def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> None:
+    """Train (when asked) then evaluate; the training record is written before evaluation starts."""
+    from harness.records import RECORD_NAME, write_json_atomic
+
+    cfg = load_config(spec)
+    cell = open_cell(cfg, spec, cell_dir, record, timings)
+    if spec["train"]:
+        baselines = train_cell(cfg, cell, cell_dir, record, timings)
+        record["status"] = "ok"
+        record["timings_s"] = dict(timings)
+        write_json_atomic(cell_dir / RECORD_NAME, record)  # training is safe before any evaluator runs
+    else:
+        from harness.store import weights_path
+
+        mark = time.perf_counter()
+        cell.backend.load_model(weights=weights_path(cell_dir, record))
+        timings["load"] = time.perf_counter() - mark
+        baselines = _baselines(cfg, cell, record["cell_id"], timings, may_compute=cfg.adapter())
+    diverged = evaluate_cell(spec, cell, cell_dir, baselines, timings)
+    if diverged:
+        raise Diverged(diverged)
+
+
+def _fail_unfinished(spec: Dict[str, Any], cell_dir: Path, status: str, error: str, trace: str) -> None:
+    """Give each requested evaluation this attempt did not finish the error that stopped it."""
+    from harness.store import read_eval, write_eval
+
+    for name, key in spec["evals"].items():
+        if (read_eval(cell_dir, key) or {}).get("attempt") != spec["attempt"]:
+            write_eval(cell_dir, key, {"evaluator": name, "key": key, "attempt": spec["attempt"], "status": status,
+                                       "error": error, "rows": [], "traceback": trace})
 
 
 def main(argv: list[str]) -> int:
-    """Entry point; returns 0 when the cell ended ok, 1 otherwise."""
+    """Entry point; returns 0 when the work ended ok, 1 otherwise."""
     entered = time.time()
     _die_with_parent()
     from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, write_json_atomic
@@ -155,26 +298,32 @@ def main(argv: list[str]) -> int:
     if spec is None:
         print(f"error: {cell_dir / CELL_SPEC_NAME} is missing or unreadable", file=sys.stderr)
         return 2
-    record = new_record(spec["cell_id"], "failed", spec["config"])
+    stored = None if spec["train"] else read_json(cell_dir / RECORD_NAME)
+    record = stored or new_record(spec["cell_id"], "failed", spec["config"], identity=spec.get("identity"), attempt=spec["attempt"])
     timings: Dict[str, float] = {}
     spawned = os.environ.get(SPAWN_TIME_ENV)
     if spawned:
         timings["spawn_to_main"] = entered - float(spawned)
     begun = time.perf_counter()
+    status, error = "ok", None
     try:
-        run_cell(load_config(spec), cell_dir, record, timings)
-        record["status"] = "ok"
+        work(spec, cell_dir, record, timings)
     except KeyboardInterrupt:
         raise
+    except Diverged as exc:
+        status, error = "diverged", str(exc)
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside a cell is a cell failure
-        record["status"] = classify(exc)
-        record["error"] = one_line(exc)
+        status, error = classify(exc), one_line(exc)
         record["traceback"] = traceback.format_exc()
         print(record["traceback"], file=sys.stderr)
-    timings["worker_total"] = time.perf_counter() - begun
-    record["timings_s"] = timings
-    write_json_atomic(cell_dir / RECORD_NAME, record)
-    return 0 if record["status"] == "ok" else 1
+        if not spec["train"]:
+            _fail_unfinished(spec, cell_dir, status, error, record.pop("traceback"))
+    if spec["train"] or status == "diverged":  # an evaluation-only failure lives in its own result
+        timings["worker_total"] = time.perf_counter() - begun
+        record.update(status=status, error=error, attempt=spec["attempt"] if spec["train"] else record.get("attempt"))
+        record["timings_s"] = {**record.get("timings_s", {}), **timings} if not spec["train"] else timings
+        write_json_atomic(cell_dir / RECORD_NAME, record)
+    return 0 if status == "ok" else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -53,5 +52,14 @@ def run_harness(args: List[str], env: Dict[str, str], root: Path, timeout: float
 
 
 def records(sweep_dir: Path) -> Dict[str, dict]:
-    """cell id -> record for every record.json under a sweep folder."""
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/record.json"))}
+    """cell id -> the cell as the summary sees it (training record plus requested evaluations),
+    for every cell of the sweep's grid that has a record."""
+    from harness.store import load_sweep
+
+    return {view["cell_id"]: view for view in load_sweep(sweep_dir) if (sweep_dir / view["cell_id"] / "record.json").exists()}
+
+
+def sweep_of(root: Path) -> Path:
+    """The one sweep folder under a run root (the cell store ``cells/`` is not a sweep)."""
+    (sweep,) = [p for p in root.iterdir() if p.is_dir() and p.name != "cells"]
+    return sweep

@@ -1,35 +1,16 @@
-"""The backend contract and the small objects that cross it."""
+"""The backend contract; the small objects that cross it live in ``harness.seams``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Protocol
 
 from harness.config import HarnessConfig
 from harness.data.prepare import PreparedData
 from harness.measure import StepMeter
+from harness.seams import CellContext, ModelView  # re-exported: they lived here before harness.seams
 
-
-@dataclass
-class CellContext:
-    """Where a cell runs and writes."""
-
-    cell_dir: Path
-    cache_dir: Path
-    device: str
-    """Resolved device: cpu or cuda."""
-
-
-@dataclass
-class ModelView:
-    """What an evaluator sees of a trained model: never the backend itself."""
-
-    model: Any
-    tokenizer: Any
-    device: str
-    name: str
-    """Human label, e.g. the model's short name."""
+__all__ = ["Backend", "CellContext", "ModelView"]
 
 
 class Backend(Protocol):
@@ -40,8 +21,9 @@ class Backend(Protocol):
     def load_tokenizer(self) -> Any:
         """The tokenizer, with a pad token and a chat template."""
 
-    def load_model(self) -> Dict[str, Any]:
-        """Load base + quantization + adapter; return parameter counts."""
+    def load_model(self, weights: Optional[Path] = None) -> Dict[str, Any]:
+        """Load base + quantization + adapter; return parameter counts. With ``weights`` (a folder
+        ``save_weights`` wrote), load the trained cell instead of a fresh adapter, for evaluation."""
 
     def train(self, data: PreparedData, meter: StepMeter) -> Dict[str, Any]:
         """Train, feeding ``meter``; return train stats (loss curve, stop reason)."""
@@ -50,5 +32,6 @@ class Backend(Protocol):
         """The model for evaluation: after train, the trained model; the worker also calls it
         once before train to score the untrained base (so train must set training mode itself)."""
 
-    def save_adapter(self, folder: Path) -> Optional[Path]:
-        """Save trained weights (the adapter, or nothing for a full fine-tune); return the path."""
+    def save_weights(self, cell_dir: Path) -> Optional[Path]:
+        """Save what evaluation needs later (``cell_dir/adapter``, or ``cell_dir/model`` for a full
+        fine-tune with run.keep_weights); return the folder, or None when nothing is kept."""

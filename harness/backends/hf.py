@@ -7,15 +7,19 @@ byte-identical batches.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from harness.backends.base import CellContext, ModelView
 from harness.config import HarnessConfig, lora_target_modules
 from harness.data.prepare import PreparedData
-from harness.errors import HubUnavailableError
+from harness.divergence import is_finite
+from harness.divergence import point as divergence_point
+from harness.errors import ConfigError, HubUnavailableError
 from harness.measure import StepMeter
 from harness.models.tiny import ensure_tiny_model
+from harness.records import share_tree
 
 
 def resolve_dtype(name: str, device: str) -> Any:
@@ -36,6 +40,18 @@ def hub_error(cfg: HarnessConfig, exc: BaseException) -> HubUnavailableError:
         f"model={cfg.model.name}: cannot load {cfg.model.hub_id}@{cfg.model.revision} - it needs the Hugging Face hub "
         f"({type(exc).__name__}: {reason[:160]}); run where the hub is reachable (gated models also need HF_TOKEN) "
         "or point model.hub_id at a local folder"
+    )
+
+
+# transformers' words when use_safetensors=True finds no safetensors file (local folder; hub repo)
+NO_SAFETENSORS = re.compile(r"(no file named|does not appear to have a file named) \S*\.safetensors")
+
+
+def pickle_refused(cfg: HarnessConfig) -> ConfigError:
+    """One line for a model that has only pickle weights while model.allow_pickle is false."""
+    return ConfigError(
+        f"model.hub_id={cfg.model.hub_id}: has no .safetensors weights at {cfg.model.revision}, only pickle files, "
+        "which can run code when loaded; use a safetensors revision or set model.allow_pickle=true if you trust them"
     )
 
 
@@ -90,7 +106,26 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter) -> list:
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
 
-    callbacks = [MeterCallback()]
+    class DivergenceWatch(TrainerCallback):
+        """Stop at the first non-finite train or eval loss and remember where it was."""
+
+        def __init__(self) -> None:
+            self.diverged: Optional[Dict[str, Any]] = None
+
+        def _check(self, state, control, values: Optional[Dict[str, Any]], metric: str) -> None:
+            if self.diverged is not None or not values or metric not in values:
+                return
+            if not is_finite(values[metric]):
+                self.diverged = divergence_point(state.global_step, metric, values[metric])
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self._check(state, control, logs, "loss")
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self._check(state, control, metrics, "eval_loss")
+
+    callbacks = [MeterCallback(), DivergenceWatch()]
     if cfg.train.early_stopping_patience > 0 and cfg.train.eval_every > 0:
         callbacks.append(EarlyStopping())
     return callbacks
@@ -145,24 +180,38 @@ class HFBackend:
             bnb_4bit_compute_dtype=self.dtype,
         )
 
-    def load_model(self) -> Dict[str, Any]:
-        """Base model (quantized if asked), then the adapter; returns parameter counts."""
+    def load_model(self, weights: Optional[Path] = None) -> Dict[str, Any]:
+        """Base model (quantized if asked), then the adapter; returns parameter counts.
+
+        ``weights``: a trained cell's saved adapter (loaded onto the base) or whole model
+        (loaded instead of the base), to evaluate it without training again.
+        """
         import torch
         from transformers import AutoModelForCausalLM
 
         torch.manual_seed(self.cfg.train.seed)
         quantization = self._quantization()
         kwargs: Dict[str, Any] = {"dtype": self.dtype, **self._hub_kwargs()}
+        if not self.cfg.model.tiny and not self.cfg.model.allow_pickle:
+            kwargs["use_safetensors"] = True  # unpickling .bin weights can run code; model.allow_pickle opts in
         if quantization is not None:
             kwargs["quantization_config"] = quantization
             kwargs["device_map"] = {"": self.ctx.device if self.ctx.device == "cpu" else 0}
         try:
-            model = AutoModelForCausalLM.from_pretrained(self._source(), **kwargs)
+            source = str(weights) if weights is not None and not self.cfg.adapter() else self._source()
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
+            if kwargs.get("use_safetensors") and NO_SAFETENSORS.search(str(exc)):
+                raise pickle_refused(self.cfg) from exc
             raise hub_error(self.cfg, exc) from exc
         if quantization is None:
             model = model.to(self.ctx.device)
-        if self.cfg.adapter():
+        if self.cfg.adapter() and weights is not None:
+            import peft
+
+            model = peft.PeftModel.from_pretrained(model, str(weights))
+            trainable, total = model.get_nb_trainable_parameters()
+        elif self.cfg.adapter():
             model = self._attach_adapter(model, quantized=quantization is not None)
             trainable, total = model.get_nb_trainable_parameters()
         else:
@@ -215,6 +264,9 @@ class HFBackend:
             fp16=self.ctx.device == "cuda" and self.dtype == torch.float16,
             use_cpu=self.ctx.device == "cpu",
             logging_steps=1,
+            # the filter logs a NaN/inf step loss as the window's average (0.0 right after a log):
+            # divergence must show in the logs, where DivergenceWatch sees it
+            logging_nan_inf_filter=False,
             eval_strategy="steps" if evaluate else "no",
             eval_steps=train.eval_every if evaluate else None,
             save_strategy="no",
@@ -249,10 +301,12 @@ class HFBackend:
         trainer.train()
         history = trainer.state.log_history
         early = next((cb for cb in callbacks if hasattr(cb, "stopped_at")), None)
+        watch = next((cb for cb in callbacks if hasattr(cb, "diverged")), None)
         return {
             "loss_curve": [[h["step"], h["loss"]] for h in history if "loss" in h],
             "eval_curve": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
             "stopped_early_at_step": getattr(early, "stopped_at", None),
+            "diverged": getattr(watch, "diverged", None),
             "optimizer_steps": trainer.state.global_step,
         }
 
@@ -261,9 +315,15 @@ class HFBackend:
         self.model.eval()
         return ModelView(model=self.model, tokenizer=self.tokenizer, device=self.ctx.device, name=self.cfg.model.name)
 
-    def save_adapter(self, folder: Path) -> Optional[Path]:
-        """Save the adapter weights; a full fine-tune is not saved (it would be the whole model)."""
-        if not self.cfg.adapter():
-            return None
+    def save_weights(self, cell_dir: Path) -> Optional[Path]:
+        """Save what evaluating this cell later needs: the adapter, or the whole model with run.keep_weights."""
+        if self.cfg.adapter():
+            folder = cell_dir / "adapter"
+        elif self.cfg.run.keep_weights:
+            folder = cell_dir / "model"
+            self.tokenizer.save_pretrained(folder)
+        else:
+            return None  # a full fine-tune is the whole model: kept only when asked
         self.model.save_pretrained(folder)
+        share_tree(folder)  # safetensors writes 0600 whatever the umask; a team shares these folders
         return folder

@@ -42,17 +42,22 @@ def compose(overrides: List[str]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.hydra_setup import register
+    from harness.schema_keys import check_known_keys
 
     register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return OmegaConf.to_object(hydra_compose(config_name="config", overrides=overrides))
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+        typed = OmegaConf.to_object(cfg)
+        check_known_keys(OmegaConf.to_container(cfg))  # +data.fromat=x would otherwise be ignored
+        return typed
     except ConfigError as exc:
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
-    except (OmegaConfBaseException, HydraException, ValueError) as exc:
-        cause = str(exc.__cause__ or "").strip().splitlines()
-        raise ConfigError(str(exc).strip().splitlines()[0] + (f" ({cause[0]})" if cause else "")) from None
+    except (OmegaConfBaseException, HydraException, ValueError, AssertionError) as exc:
+        from harness.preflight import composition_problem
+
+        raise ConfigError(composition_problem(exc, overrides)) from None
 
 
 def list_problems(data: Any) -> int:
@@ -148,7 +153,7 @@ def show_examples(tokenizer: Any, data: Any, count: int = 2) -> None:
 def load_tokenizer(cfg: Any) -> Any:
     """The cell's tokenizer, loaded by the configured backend exactly as a worker would."""
     from harness import registry
-    from harness.backends.base import CellContext
+    from harness.seams import CellContext
 
     cache_dir = Path(cfg.run.cache_dir).expanduser()
     ctx = CellContext(cell_dir=Path(tempfile.mkdtemp(prefix="harness-data-check-")), cache_dir=cache_dir, device="cpu")

@@ -12,6 +12,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 from harness.data.validate import Conversation, RecordProblem, check_turns
+from harness.errors import safe_repr
 
 # Role names the formats use for our three roles. OpenAI's "developer" is its newer name
 # for system; ShareGPT dumps use "gpt", and some use the name of the bot.
@@ -38,6 +39,9 @@ SIGNATURES = {
     "chatml": ("text",),
 }
 DETECT_SAMPLE = 100
+# Field names quoted in a message: identifiers only. The file may not be data at all (a
+# mistyped data.path), and its keys, unlike a column name, could be anything.
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 """Records looked at to detect a file's format (majority vote, so one odd record does not decide)."""
 
 
@@ -100,7 +104,7 @@ def _turns(turns: Any, fields: Fields, keys: tuple, roles: Dict[str, str], conta
         mapped = roles.get(role.lower()) if isinstance(role, str) else None
         if mapped is None:
             raise RecordProblem(
-                "unknown_role", f"turn {index} has unknown role {role!r} (expected {', '.join(sorted(roles))})"
+                "unknown_role", f"turn {index} has unknown role {safe_repr(role)} (expected {', '.join(sorted(roles))})"
             )
         out.append({"role": mapped, "content": _turn_field(turn, fields, content_key, content_fallback)})
     return out
@@ -161,7 +165,7 @@ def parse_chatml(text: str) -> Conversation:
     for index, turn in enumerate(turns):
         if turn["role"] not in MESSAGE_ROLES:
             raise RecordProblem(
-                "unknown_role", f"turn {index} has unknown role {turn['role']!r} (expected system, user, assistant)"
+                "unknown_role", f"turn {index} has unknown role {safe_repr(turn['role'])} (expected system, user, assistant)"
             )
         turn["role"] = MESSAGE_ROLES[turn["role"]]
     return turns
@@ -171,7 +175,7 @@ def _outside(text: str) -> None:
     """Text between ChatML turns must be blank (or an end-of-text marker)."""
     stray = text.replace("<|endoftext|>", "").strip()
     if stray:
-        raise RecordProblem("bad_chatml", f"text outside a turn: {stray[:40]!r}")
+        raise RecordProblem("bad_chatml", f"text outside a turn ({len(stray)} characters not inside <|im_start|> ... <|im_end|>)")
 
 
 def from_chatml(row: Mapping[str, Any], fields: Fields) -> Conversation:
@@ -207,6 +211,14 @@ def _votes(row: Any, fields: Fields) -> List[str]:
     return found
 
 
+def _field_names(keys: List[str]) -> str:
+    """Up to 8 field names for a message; names that are not name-like are counted, not quoted."""
+    names = [key for key in keys if FIELD_NAME.fullmatch(key)]
+    others = len(keys) - len(names)
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return ", ".join(filter(None, [shown, f"{others} other name(s)" if others else ""]))
+
+
 def detect_format(rows: Iterable[Any], fields: Fields, where: str) -> str:
     """The format most of the first records have the fields of; DataError-worthy problem if none."""
     counts: Dict[str, int] = {}
@@ -219,7 +231,7 @@ def detect_format(rows: Iterable[Any], fields: Fields, where: str) -> str:
         for fmt in _votes(row, fields):
             counts[fmt] = counts.get(fmt, 0) + 1
     if not counts:
-        shown = ", ".join(first_keys[:8]) if first_keys else "no JSON objects"
+        shown = _field_names(first_keys) if first_keys else "no JSON objects"
         raise RecordProblem(
             "unknown_format",
             f"{where}: cannot detect the format (records have fields: {shown}); expected messages, conversations "

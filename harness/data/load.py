@@ -113,7 +113,12 @@ def read_file(path: Path) -> Tuple[str, List[Item]]:
         return "jsonl", list(_read_jsonl(path, text, has_bad_bytes))
     if text.lstrip().startswith(CHATML_START):
         return "chatml", list(_read_chatml_text(path, text, has_bad_bytes))
-    raise DataError(f"{path}:1: not a JSON array, JSONL or ChatML text (starts with {text.lstrip()[:20]!r})")
+    # never quote the content: data.path may point at a file that is not data (and is secret)
+    kind = "binary data" if has_bad_bytes or "\x00" in text else "text"
+    raise DataError(
+        f"{path}:1: not a JSON array, JSONL or ChatML text: the file is {kind} whose first non-blank character "
+        "is not '[', '{' or '<|im_start|>'"
+    )
 
 
 def _read_jsonl(path: Path, text: str, has_bad_bytes: bool) -> Iterator[Item]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Dict, List
 
-from harness.errors import DataError
+from harness.errors import DataError, safe_repr
 
 Conversation = List[Dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -46,7 +46,7 @@ def check_turns(turns: Conversation) -> Conversation:
     for index, turn in enumerate(turns):
         role, content = turn["role"], turn["content"]
         if role not in ROLES:
-            raise RecordProblem("unknown_role", f"turn {index} has unknown role {role!r} (expected {', '.join(ROLES)})")
+            raise RecordProblem("unknown_role", f"turn {index} has unknown role {safe_repr(role)} (expected {', '.join(ROLES)})")
         if not isinstance(content, str):
             raise RecordProblem(
                 "non_string_content", f"turn {index} ({role}) content must be a string, got {type(content).__name__}"

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Protocol
 
-from harness.backends.base import ModelView
-from harness.data.prepare import PreparedData
+from harness.seams import EvalContext, ModelView
 
-
-@dataclass
-class EvalContext:
-    """What an evaluator may use besides the model: held-out data and folders."""
-
-    data: PreparedData
-    cell_dir: Path
-    """Where this evaluation keeps raw output: the cell folder, or the baseline's cache folder."""
-    cache_dir: Path
+__all__ = ["EvalContext", "Evaluator", "load_evaluators"]
 
 
 class Evaluator(Protocol):

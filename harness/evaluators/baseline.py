@@ -30,10 +30,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from harness.backends.base import ModelView
-from harness.evaluators.base import EvalContext
 from harness.locking import file_lock
 from harness.records import metric_row, read_json, stable_digest, write_json_atomic
+from harness.seams import EvalContext, ModelView
+from harness.store import within
 
 BASELINE_VERSION = 1
 """Bump when how a baseline is computed changes, so stale entries are not reused."""
@@ -80,7 +80,8 @@ def folder_for(cache_dir: Path, ident: Dict[str, Any]) -> Path:
     """Cache folder of one baseline: readable prefix plus a hash of the identity."""
     digest = stable_digest(ident, 12)
     model, quant = ident["model"]["name"], ident["quant"]["mode"]
-    return Path(cache_dir).expanduser() / "baselines" / f"{model}-{quant}-{ident['evaluator']}-{digest}"
+    folder = Path(cache_dir).expanduser() / "baselines" / f"{model}-{quant}-{ident['evaluator']}-{digest}"
+    return within(folder, Path(cache_dir).expanduser())  # the model name is a config value: it must not lead out
 
 
 Rows = List[Dict[str, Any]]
@@ -174,12 +175,15 @@ def compare(cell_rows: List[Dict[str, Any]], base_rows: List[Dict[str, Any]]) ->
 
 
 def score_baselines(
-    cfg: Any, evaluators: Dict[str, Any], view: ModelView, ctx: EvalContext, cell_id: str, timings: Dict[str, float]
+    cfg: Any, evaluators: Dict[str, Any], view: ModelView, ctx: EvalContext, cell_id: str, timings: Dict[str, float],
+    may_compute: bool = True,
 ) -> Dict[str, Dict[str, Any]]:
     """name -> {rows, key, computed_here} for every evaluator that supports a baseline.
 
-    Called on the loaded, untrained model; times each as ``baseline_<name>`` (near zero
-    when the cache already had it).
+    Called on the loaded model (untrained, or a trained adapter that ``untrained`` switches
+    off); times each as ``baseline_<name>`` (near zero when the cache already had it).
+    ``may_compute=False`` (a loaded full fine-tune, whose base cannot be switched back on)
+    only reads the cache: an evaluator without a cached baseline then gets no delta rows.
     """
     out: Dict[str, Dict[str, Any]] = {}
     for name, evaluator in evaluators.items():
@@ -188,6 +192,8 @@ def score_baselines(
             continue
         mark = time.perf_counter()
         folder = folder_for(ctx.cache_dir, ident)
+        if not may_compute and read_json(folder / FILE) is None:
+            continue
 
         def compute(where: Path, evaluator: Any = evaluator) -> List[Dict[str, Any]]:
             with untrained(view) as base:

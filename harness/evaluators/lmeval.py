@@ -23,12 +23,11 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness.backends.base import ModelView
 from harness.config import LmEvalConfig
 from harness.errors import ConfigError, HubUnavailableError
 from harness.evaluators import lmeval_tasks, mmlu_local
-from harness.evaluators.base import EvalContext
 from harness.records import metric_row, write_json_atomic, write_text_atomic
+from harness.seams import EvalContext, ModelView
 
 RAW_DIR = "lm_eval"
 RAW_NAME = "results.json"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, FrozenSet, List, Optional
 
 from harness.errors import ConfigError
 
-if TYPE_CHECKING:  # the config module imports this one; avoid a cycle at import time
+if TYPE_CHECKING:  # the type only: this module is imported while configs are being built
     from harness.config import LmEvalConfig
 
 KEY = "eval.lm_eval.tasks"
@@ -75,6 +75,16 @@ def unknown_tasks(tasks: List[str], known: FrozenSet[str] | List[str]) -> List[s
             continue
         missing.append(name)
     return missing
+
+
+def check_config(config: "LmEvalConfig", cache_dir: str | Path) -> None:
+    """Everything the parent checks of ``eval.lm_eval`` beyond its dataclass: the local MMLU
+    folder (readable, enough few-shot examples) and the task names (see ``check_tasks``)."""
+    if config.mmlu_dir is not None:
+        from harness.evaluators import mmlu_local  # parent-safe: JSON and YAML only
+
+        mmlu_local.check_shots(mmlu_local.load(config.mmlu_dir), config.num_fewshot or 0)
+    check_tasks(config, cache_dir)
 
 
 def check_tasks(config: "LmEvalConfig", cache_dir: str | Path) -> None:

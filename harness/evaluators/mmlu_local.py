@@ -26,13 +26,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, safe_repr
+from harness.records import make_staging_dir
 
 KEY = "eval.lm_eval.mmlu_dir"
 SPLITS = ("dev", "test")
@@ -83,7 +83,7 @@ def _check_row(row: object, where: str, path: Path) -> dict:
     if not isinstance(choices, list) or not 2 <= len(choices) <= len(LETTERS) or not all(isinstance(c, str) for c in choices):
         raise _bad(path, f"{where}: choices must be a list of 2 to {len(LETTERS)} strings")
     if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
-        raise _bad(path, f"{where}: answer must be the 0-based index of a choice (0..{len(choices) - 1}), got {answer!r}")
+        raise _bad(path, f"{where}: answer must be the 0-based index of a choice (0..{len(choices) - 1}), got {safe_repr(answer)}")
     return {"question": row["question"], "subject": row["subject"], "choices": choices, "answer": answer}
 
 
@@ -130,7 +130,7 @@ def _load(root: Path, stat: tuple) -> LocalMmlu:
                 raise _bad(root, f"{where}: not JSON ({exc.msg})") from None
             name = subject_name(row["subject"])
             if names.setdefault(name, row["subject"]) != row["subject"]:
-                raise _bad(root, f"{where}: subjects {names[name]!r} and {row['subject']!r} map to the same task name {name}")
+                raise _bad(root, f"{where}: subjects {safe_repr(names[name])} and {safe_repr(row['subject'])} map to the same task name {name}")
             by_subject.setdefault(name, []).append(row)
         rows[split] = by_subject
     subjects = tuple(sorted(rows["test"]))
@@ -212,7 +212,7 @@ def task_folder(local: LocalMmlu, cache_dir: Path) -> Path:
     if (target / f"_{GROUP}.yaml").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = make_staging_dir(f".{target.name}.", target.parent)  # not mkdtemp's 0700: a shared cache entry
     try:
         data_dir = target / "data"  # absolute paths in the YAML point at the final location
         (staging / "data").mkdir()

@@ -24,11 +24,10 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from harness.backends.base import ModelView
 from harness.config import PerplexityEvalConfig
 from harness.data.tokenize import IGNORE_INDEX
-from harness.evaluators.base import EvalContext
 from harness.records import metric_row
+from harness.seams import EvalContext, ModelView
 
 
 def _batches(rows: List[Dict[str, Any]], size: int):

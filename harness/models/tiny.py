@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +20,8 @@ from typing import Iterator
 from harness.config import ModelConfig
 from harness.data.load import BUNDLED_PATH
 from harness.locking import file_lock
-from harness.records import stable_digest
+from harness.records import make_staging_dir, share_tree, stable_digest
+from harness.store import within
 
 BUILDER_VERSION = 3
 """Bump when the build recipe changes, so stale caches are not reused."""
@@ -62,18 +62,19 @@ def tiny_model_key(model: ModelConfig) -> str:
 
 def ensure_tiny_model(model: ModelConfig, cache_dir: Path) -> Path:
     """Folder of the cached tiny model, building it first if no other process has."""
-    target = Path(cache_dir).expanduser() / "models" / tiny_model_key(model)
+    target = within(Path(cache_dir).expanduser() / "models" / tiny_model_key(model), Path(cache_dir).expanduser())
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.with_suffix(".lock")):
         if (target / "config.json").exists():  # built by a concurrent worker meanwhile
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = make_staging_dir(f".{target.name}.", target.parent)  # not mkdtemp's 0700: a shared cache entry
         try:
             tokenizer = build_tokenizer(model.vocab_size)
             tokenizer.save_pretrained(staging)
             build_model(model, tokenizer).save_pretrained(staging)
+            share_tree(staging)  # safetensors writes 0600; every user of the cache must read the weights
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

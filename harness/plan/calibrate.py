@@ -184,17 +184,19 @@ def load_sweeps(folders: Iterable[Path]) -> List[Dict[str, Any]]:
             for child in sorted(p for p in folder.iterdir() if p.is_dir()):
                 found.extend(load_records(child))
         records.extend(found)
-    return records
+    unique = {r.get("cell_id"): r for r in records}  # a run root lists each cell in cells/ and in every sweep that links it
+    return list(unique.values())
 
 
 def prediction_cells(record: Dict[str, Any]) -> Dict[str, Optional[float]]:
     """Summary cells: the analytic (uncalibrated) prediction of the record's counter and its signed % error.
 
-    Never raises: a record that cannot be rebuilt (another version, a failed cell) gets None.
+    Only a cell that reached training (``memory.train_peak`` recorded) gets a prediction:
+    one that failed before (data, load, preflight) measured nothing the prediction could be
+    read against. Never raises: a record that cannot be rebuilt (another version) gets None.
     """
-    peak = record.get("memory", {}).get("train_peak", {})
-    if not peak.get("counter") and not record.get("environment", {}).get("device"):
-        # the worker never reached a device (preflight or load failure): no counter to predict
+    peak = (record.get("memory") or {}).get("train_peak")
+    if not isinstance(peak, dict) or not peak:
         return {"pred_mem_mib": None, "pred_err_pct": None}
     try:
         predicted = predict_record(record).total_mib

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -38,15 +39,20 @@ class ValidatingSweeper(BasicSweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from harness.main import validate
+        from harness.preflight import compose_job
 
         problems: List[str] = []
+        valid: List[Tuple[List[str], Any, Dict[str, Any]]] = []
         for overrides in self._job_overrides(arguments):
-            job_cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-            try:
-                validate(job_cfg)
+            try:  # composing can fail too (quant=3bit, train.lrr=1): one line each, like validation
+                job_cfg = compose_job(self.hydra_context.config_loader, self.config, overrides)
+                typed, plain = validate(job_cfg)
+                valid.append((list(overrides), typed, plain))
             except ConfigError as exc:
                 if str(exc) not in problems:
                     problems.append(str(exc))
+        if not problems:
+            problems = self._write_manifest(valid)
         if problems:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
@@ -55,3 +61,36 @@ class ValidatingSweeper(BasicSweeper):
         # own overrides would derive another one, so pin every job to the sweep's folder.
         sweep_dir = str(self.config.hydra.sweep.dir).replace("\\", "\\\\").replace("'", "\\'")
         return super().sweep(list(arguments) + [f"hydra.sweep.dir='{sweep_dir}'"])
+
+    def _write_manifest(self, jobs: List[Tuple[List[str], Any, Dict[str, Any]]]) -> List[str]:
+        """Plan every cell of the grid and write the sweep's manifest; return problems (one line each).
+
+        The manifest names exactly this command's cells, so the summary and the exit code
+        cover this grid and nothing else in the folder. Two grid points that are the same
+        cell (they differ only in run.* keys or in values equal to each other) are refused.
+        """
+        from harness.cell import plan_cell
+        from harness.main import check_sweep_dir, manifest_entry
+        from harness.store import write_manifest
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        roots = {str(typed.run.root) for _, typed, _ in jobs}
+        if len(roots) > 1:
+            return [f"run.root={','.join(sorted(roots))}: run.root cannot be swept (one store per command)"]
+        try:
+            check_sweep_dir(sweep_dir, Path(roots.pop()))
+        except ConfigError as exc:
+            return [str(exc)]
+        entries: Dict[str, Dict[str, Any]] = {}
+        first: Dict[str, List[str]] = {}
+        for num, (overrides, typed, plain) in enumerate(jobs):
+            plan = plan_cell(plain, Path(typed.run.root))
+            if plan.cell_id in first:
+                differ = sorted(set(overrides) ^ set(first[plan.cell_id])) or overrides
+                return [f"{' '.join(differ)}: these grid points are one and the same cell {plan.cell_id} "
+                        "(run.* keys and equal values do not change a cell); sweep keys that change the result"]
+            first[plan.cell_id] = overrides
+            entries[str(num)] = manifest_entry(plan, overrides)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_manifest(sweep_dir, entries)
+        return []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, REPO, records, run_harness
+from tests.conftest import FAST, REPO, records, run_harness, sweep_of
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
@@ -35,7 +35,7 @@ def test_data_size_sweep_with_skipped_records_shares_one_tokenization(harness_en
     args = ["-m", f"data.path={path}", "data.on_error=skip", "data.max_examples=4,8", *FAST]
     result = run_harness(args, harness_env, tmp_path / "runs")
     assert result.returncode == 0, result.stdout + result.stderr
-    sweep = next((tmp_path / "runs").iterdir())
+    sweep = sweep_of(tmp_path / "runs")
     rows = sorted(_summary(sweep), key=lambda r: int(r["examples"]))
     assert [r["examples"] for r in rows] == ["4", "8"] and all(r["status"] == "ok" for r in rows)
     assert all(int(r["trained_tokens"]) > 0 for r in rows)
@@ -49,7 +49,7 @@ def test_data_size_sweep_with_skipped_records_shares_one_tokenization(harness_en
 def test_alpaca_style_file_trains_and_records_data_statistics(harness_env, tmp_path):
     result = run_harness([f"data.path={FIXTURES / 'alpaca.json'}", *FAST], harness_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    (record,) = records(next(tmp_path.iterdir())).values()
+    (record,) = records(sweep_of(tmp_path)).values()
     data = record["data"]
     assert record["status"] == "ok"
     assert data["format"] == "alpaca" and data["records"] == 20

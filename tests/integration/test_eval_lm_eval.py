@@ -22,7 +22,7 @@ import pytest
 from harness.config import ModelConfig
 from harness.evaluators import lmeval_tasks
 from harness.models.tiny import tiny_model_key
-from tests.conftest import FAST, REPO, make_env, records, run_harness
+from tests.conftest import FAST, REPO, make_env, records, run_harness, sweep_of
 
 pytestmark = pytest.mark.integration
 FIXTURE = REPO / "tests" / "fixtures" / "mmlu_tiny"
@@ -44,7 +44,7 @@ def sweep(cache_dir, tmp_path_factory):
             f"eval.lm_eval.limit={LIMIT}", f"eval.lm_eval.batch_size={BATCH}", "eval.lm_eval.log_samples=true", *TRAIN]
     result = run_harness(args, make_env(cache_dir), root)
     assert result.returncode == 0, result.stdout + result.stderr
-    return result, next(p for p in root.iterdir() if p.is_dir())
+    return result, sweep_of(root)
 
 
 def _row(record: dict, evaluator: str, metric: str) -> dict:
@@ -71,7 +71,7 @@ def test_sweep_reports_perplexity_mmlu_with_stderr_and_delta_against_one_shared_
         assert acc["task"] == "mmlu" and acc["n"] == 3 * LIMIT and acc["stderr"] is not None
         assert _row(record, "lm_eval", "acc_base")["value"] == _row(cells[0], "lm_eval", "acc_base")["value"]
         assert {"eval_perplexity", "eval_lm_eval", "eval_lm_eval_prepare", "baseline_lm_eval"} <= set(record["timings_s"])
-        assert (sweep_dir / record["cell_id"] / "lm_eval" / "results.json").is_file()
+        assert (sweep_dir / record["cell_id"] / "evals" / record["evals"]["lm_eval"] / "lm_eval" / "results.json").is_file()
     # only the local task was asked for: lm-eval's own task index was never built
     assert not lmeval_tasks.names_file(cache_dir, lmeval_tasks.lm_eval_version()).exists()
 
@@ -118,7 +118,8 @@ def test_cell_and_baseline_scores_equal_the_lm_eval_command(sweep, cache_dir, tm
     _, sweep_dir = sweep
     record = next(iter(records(sweep_dir).values()))
     cell_dir = sweep_dir / record["cell_id"]
-    raw = json.loads((cell_dir / "lm_eval" / "results.json").read_text())
+    raw_dir = cell_dir / "evals" / record["evals"]["lm_eval"] / "lm_eval"
+    raw = json.loads((raw_dir / "results.json").read_text())
     include = raw["harness"]["include_path"]
     model = Path(cache_dir) / "models" / tiny_model_key(ModelConfig(**record["config"]["model"]))
     env = {**make_env(cache_dir), "HF_DATASETS_OFFLINE": "1"}
@@ -130,7 +131,7 @@ def test_cell_and_baseline_scores_equal_the_lm_eval_command(sweep, cache_dir, tm
     # Given peft=..., the lm_eval command resizes the embeddings to len(tokenizer); the tiny
     # tokenizer is padded to the model's vocabulary, so that is a no-op and every
     # per-question log-likelihood must match exactly.
-    _same_samples(_samples(cell_dir / "lm_eval"), cli["samples"])
+    _same_samples(_samples(raw_dir), cli["samples"])
 
     base = _lm_eval_cli(model, None, include, tmp_path / "base", env)
     assert _row(record, "lm_eval", "acc_base")["value"] == pytest.approx(base["results"]["mmlu"]["acc,none"], abs=1e-12)
@@ -147,7 +148,7 @@ def test_unknown_task_fails_before_the_model_loads_then_in_the_parent(harness_en
     args = ["eval=[perplexity,mmlu]", "eval.lm_eval.tasks=[mmlu,hellaswg]", *FAST]
     result = run_harness(args, env, tmp_path / "runs")
     assert result.returncode == 1, result.stdout + result.stderr
-    (record,) = records(next((tmp_path / "runs").iterdir())).values()
+    (record,) = records(sweep_of(tmp_path / "runs")).values()
     assert record["status"] == "failed" and "load" not in record["timings_s"]
     assert record["error"].startswith("eval.lm_eval.tasks=hellaswg: not an lm-eval task") and "hellaswag" in record["error"]
     again = run_harness(args, env, tmp_path / "runs")  # the worker left lm-eval's task names in the cache

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import FAST, REPO, run_harness
+from tests.conftest import FAST, REPO, run_harness, sweep_of
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_summary_has_predictions_and_planner_calibrates(harness_env, tmp_path):
     result = run_harness(["-m", "train.batch_size=1,8,32", *FAST], harness_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    sweep = next(p for p in tmp_path.iterdir() if p.is_dir())
+    sweep = sweep_of(tmp_path)
     with open(sweep / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3

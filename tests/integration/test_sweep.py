@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.conftest import FAST, REPO, records, run_harness
+from tests.conftest import FAST, REPO, records, run_harness, sweep_of
 
 pytestmark = pytest.mark.integration
 
@@ -22,25 +22,31 @@ def _summary(sweep_dir):
 def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
     args = ["-m", "model=tiny-llama,tiny-mistral", "lora.r=8,16", *FAST]
     # Interrupt the sweep once its first cell has a record, as a user's Ctrl-C would.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", *args, f"run.root={tmp_path}"],
-        cwd=REPO, env=harness_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *args, f"run.root={tmp_path}"],
+            cwd=REPO, env=harness_env, stdout=subprocess.DEVNULL, stderr=handle, text=True,
+        )
     deadline = time.time() + 300
-    while time.time() < deadline and not list(tmp_path.glob("*/*/record.json")):
+    while time.time() < deadline and not list(tmp_path.glob("cells/*/evals/*/result.json")):
         time.sleep(0.2)
     proc.send_signal(2)  # SIGINT
-    proc.wait(timeout=60)
-    sweep = next(tmp_path.iterdir())
+    assert proc.wait(timeout=60) == 130
+    lines = err.read_text().strip().splitlines()  # one line, no traceback
+    assert len(lines) == 1 and lines[0].startswith("interrupted (Ctrl-C)"), lines
+    err.unlink()
+    sweep = sweep_of(tmp_path)
     assert sweep.name.startswith("lora.r=8,16__model=tiny-llama,tiny-mistral")
-    done_before = records(sweep)
+    done_before = {cid: r for cid, r in records(sweep).items() if r["status"] == "ok"}
     assert 1 <= len(done_before) < 4
-    assert all(r["status"] == "ok" for r in done_before.values())
+    rows = _summary(sweep)  # the summary was written on Ctrl-C: the whole grid, finished cells ok
+    assert len(rows) == 4 and sum(r["status"] == "ok" for r in rows) == len(done_before)
     mtimes = {cid: (sweep / cid / "record.json").stat().st_mtime for cid in done_before}
 
     result = run_harness(args, harness_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("reused ok record") == len(done_before)
+    assert result.stdout.count("reused stored cell") == len(done_before)
     for cid, mtime in mtimes.items():  # finished cells were not rerun
         assert (sweep / cid / "record.json").stat().st_mtime == mtime
     rows = _summary(sweep)
@@ -57,7 +63,7 @@ def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
 def test_qlora_and_dora_cells(harness_env, tmp_path):
     result = run_harness(["-m", "quant=none,4bit", "peft=lora,dora", *FAST], harness_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    sweep = next(tmp_path.iterdir())
+    sweep = sweep_of(tmp_path)
     rows = _summary(sweep)
     assert {(r["quant"], r["peft"]) for r in rows} == {("none", "lora"), ("none", "dora"), ("4bit", "lora"), ("4bit", "dora")}
     trainable = {(r["quant"], r["peft"]): int(r["trainable_params"]) for r in rows}
@@ -73,7 +79,7 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
     ]
     result = run_harness(args, harness_env, tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    sweep = next(tmp_path.iterdir())
+    sweep = sweep_of(tmp_path)
     by_fault = {r["config"]["framework"]["options"]["fault"]: r for r in records(sweep).values()}
     assert {k: v["status"] for k, v in by_fault.items()} == {
         "none": "ok", "raise": "failed", "exit": "failed", "signal": "crashed", "oom": "oom", "hard_exit": "crashed"
@@ -92,7 +98,7 @@ def test_timeout_becomes_a_status(harness_env, tmp_path):
     args = ["framework.backend=tests.fault_backend:FaultBackend", "+framework.options.fault=hang", "run.timeout_s=20", *FAST]
     result = run_harness(args, harness_env, tmp_path)
     assert result.returncode == 1
-    (record,) = records(next(tmp_path.iterdir())).values()
+    (record,) = records(sweep_of(tmp_path)).values()
     assert record["status"] == "timeout" and "run.timeout_s=20" in record["error"]
 
 
@@ -106,7 +112,7 @@ def test_invalid_value_fails_before_any_cell(harness_env, tmp_path):
 def test_real_model_fails_only_where_it_needs_the_hub(harness_env, tmp_path):
     result = run_harness(["-m", "model=llama,mistral", "lora.r=8,16"], harness_env, tmp_path)
     assert result.returncode == 1
-    recs = list(records(next(tmp_path.iterdir())).values())
+    recs = list(records(sweep_of(tmp_path)).values())
     assert len(recs) == 4
     for record in recs:
         assert record["status"] == "failed"
@@ -134,7 +140,7 @@ def test_rerun_reuses_ok_cell_and_force_reruns_it(harness_env, tmp_path):
     (cid,) = records(tmp_path / "one")
     stamp = (tmp_path / "one" / cid / "record.json").stat().st_mtime
     again = run_harness(args, harness_env, tmp_path)
-    assert "reused ok record" in again.stdout
+    assert "reused stored cell" in again.stdout
     assert (tmp_path / "one" / cid / "record.json").stat().st_mtime == stamp
     forced = run_harness([*args, "run.force=true"], harness_env, tmp_path)
     assert forced.returncode == 0 and "reused" not in forced.stdout

@@ -1,65 +1,117 @@
-"""Cell ids are stable for the same config and change with every training-relevant key."""
+"""Cell identity: content-addressed, stable for equal settings, new for anything that decides the weights."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
-from harness.cell import cell_id
+from harness import identity
+from harness.config import HarnessConfig
+from harness.identity import canonical_training_config, cell_id, cell_identity, eval_keys, folder_fingerprint
 from harness.main import sweep_name
 
 pytestmark = pytest.mark.unit
 
-BASE = {
-    "model": {"name": "tiny-llama", "arch": "llama"},
-    "peft": {"method": "lora"},
-    "lora": {"r": 8, "alpha": 16},
-    "quant": {"mode": "none"},
-    "framework": {"name": "hf", "backend": "hf"},
-    "train": {"lr": 2e-4, "seed": 42, "max_steps": 30},
-    "data": {"path": None},
-    "eval": {"perplexity": {"batch_size": 8}},
-    "run": {"timeout_s": 3600, "force": False, "cache_dir": "/a"},
-}
+
+@pytest.fixture
+def base(monkeypatch):
+    """The default config as the parent resolves it, on a CPU-only machine."""
+    monkeypatch.setattr(identity, "_visible_gpu_name", lambda: None)
+    return dataclasses.asdict(HarnessConfig())
 
 
-def test_same_config_same_id():
-    assert cell_id(BASE) == cell_id(copy.deepcopy(BASE))
-    assert cell_id(BASE).startswith("tiny-llama-lora-r8-none-hf-")
+def _id(config):
+    return cell_id(config, cell_identity(config))
+
+
+def _set(config, path, value):
+    changed = copy.deepcopy(config)
+    node = changed
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return changed
+
+
+def test_same_config_same_id_and_defaults_left_out(base):
+    assert _id(base) == _id(copy.deepcopy(base))
+    assert _id(base).startswith("tiny-llama-lora-r16-none-hf-")
+    assert canonical_training_config(base) == {}  # every key at its default: a key added later changes nothing
+
+
+def test_equal_values_written_differently_are_one_cell(base):
+    # train.lr=2e-4, train.lr=0.0002 and no override at all resolve to the same float
+    assert _id(_set(base, ("train", "lr"), float("2e-4"))) == _id(_set(base, ("train", "lr"), 0.0002)) == _id(base)
 
 
 @pytest.mark.parametrize(
     "path,value",
     [
-        (("lora", "r"), 16),
+        (("lora", "r"), 8),
         (("train", "lr"), 1e-4),
         (("train", "seed"), 1),
         (("quant", "mode"), "4bit"),
-        (("data", "path"), "x.jsonl"),
-        (("eval", "perplexity", "batch_size"), 4),
         (("model", "name"), "tiny-mistral"),
+        (("model", "num_layers"), 3),
+        (("data", "max_examples"), 10),
     ],
 )
-def test_training_relevant_change_gives_new_id(path, value):
-    changed = copy.deepcopy(BASE)
-    node = changed
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    assert cell_id(changed) != cell_id(BASE)
+def test_training_relevant_change_gives_new_id(base, path, value):
+    assert _id(_set(base, path, value)) != _id(base)
 
 
-def test_run_only_keys_do_not_change_id():
-    changed = copy.deepcopy(BASE)
-    changed["run"] = {"timeout_s": 5, "force": True, "cache_dir": "/b"}
-    assert cell_id(changed) == cell_id(BASE)
+def test_run_and_eval_keys_do_not_change_the_cell_but_eval_keys_do_change_its_evaluation(base):
+    changed = _set(_set(base, ("run", "timeout_s"), 5.0), ("run", "force"), True)
+    assert _id(changed) == _id(base)
+    with_ppl = _set(base, ("eval", "perplexity"), {"batch_size": 8, "rolling": True, "max_length": None})
+    other = _set(with_ppl, ("eval", "perplexity", "batch_size"), 4)
+    assert _id(with_ppl) == _id(other) == _id(base)
+    assert eval_keys(with_ppl)["perplexity"] != eval_keys(other)["perplexity"]
+
+
+def test_data_content_decides_not_the_path(base, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
+    first = tmp_path / "a.jsonl"
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    same = copy_dir / "a.jsonl"
+    same.write_bytes(first.read_bytes())
+    at_first = _id(_set(base, ("data", "path"), str(first)))
+    assert at_first == _id(_set(base, ("data", "path"), str(same)))  # a copy of the same bytes is the same cell
+    first.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))  # the user cuts the file
+    assert _id(_set(base, ("data", "path"), str(first))) != at_first
+
+
+def test_device_class_and_library_versions_are_part_of_the_id(base, monkeypatch):
+    on_cpu = _id(base)
+    monkeypatch.setattr(identity, "_visible_gpu_name", lambda: "NVIDIA H200")
+    assert cell_identity(base)["device"] == "cuda:NVIDIA H200"
+    assert _id(base) != on_cpu
+    assert cell_identity(_set(base, ("run", "device"), "cpu"))["device"] == "cpu"
+    monkeypatch.setattr(identity, "_visible_gpu_name", lambda: None)
+    monkeypatch.setattr(identity, "_this_environment", lambda: identity.environment_digest("3.11.0", {"torch": "9.9"}))
+    assert _id(base) != on_cpu
+
+
+def test_local_model_folder_fingerprint_reads_safetensors_headers(tmp_path: Path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 16)
+    (tmp_path / "config.json").write_text("{}")
+    before = folder_fingerprint(tmp_path)
+    other = header.replace(b"[2, 2]", b"[4, 1]")
+    weights.write_bytes(len(other).to_bytes(8, "little") + other + b"\0" * 16)
+    assert folder_fingerprint(tmp_path) != before
 
 
 def test_sweep_name_is_order_insensitive_and_ignores_run_keys():
     a = sweep_name(None, ["model=a,b", "lora.r=8,16"])
     assert a == sweep_name(None, ["lora.r=8,16", "model=a,b", "run.force=true"])
     assert sweep_name(None, []) == "default"
-    assert sweep_name("my sweep/1", ["x=1"]) == "my_sweep_1"
     long = sweep_name(None, [f"k{i}=value{i}" for i in range(30)])
     assert len(long) <= 80 and long == sweep_name(None, [f"k{i}=value{i}" for i in range(30)])

@@ -60,3 +60,17 @@ def test_prediction_cells_never_raise():
     assert prediction_cells({"config": {"model": {"arch": "nope"}}})["pred_mem_mib"] is None
     cells = prediction_cells(_record(1, 4, 64, 700.0))
     assert cells["pred_mem_mib"] > 0 and cells["pred_err_pct"] is not None
+
+
+@pytest.mark.parametrize("memory", [{}, {"after_load": {"counter": "host_peak_rss", "peak_mib": 300.0}}, None,
+                                    {"train_peak": None}, {"train_peak": {}}])
+def test_no_prediction_for_a_cell_that_never_reached_training(memory):
+    record = _record(1, 4, 64, status="failed")  # the worker reached a device (environment is set), then failed
+    record["memory"] = memory
+    assert prediction_cells(record) == {"pred_mem_mib": None, "pred_err_pct": None}
+
+
+def test_a_cell_that_trained_gets_a_prediction_even_without_a_peak_value():
+    record = _record(1, 4, 64, measured=None, status="diverged")
+    cells = prediction_cells(record)
+    assert cells["pred_mem_mib"] > 0 and cells["pred_err_pct"] is None
