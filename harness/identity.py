@@ -26,6 +26,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -133,7 +134,41 @@ def model_fingerprint(model: Dict[str, Any]) -> str:
     local = Path(os.path.expanduser(hub_id))
     if local.is_dir():
         return "folder:" + folder_fingerprint(local)
-    return f"hub:{hub_id}@{model.get('revision')}"
+    return f"hub:{hub_id}@{resolve_revision(hub_id, str(model.get('revision')))}"
+
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+@functools.lru_cache(maxsize=32)
+def resolve_revision(hub_id: str, revision: str) -> str:
+    """The commit a hub revision (branch or tag) points at, so a moved branch makes a new cell.
+
+    Read from the local Hugging Face cache's refs (no network); else asked of the hub when
+    it answers; else the revision name as given, marked unresolved.
+    """
+    if COMMIT.fullmatch(revision):
+        return revision
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=hub_id, repo_type="model") / "refs" / revision
+    try:
+        cached = ref.read_text().strip()
+        if COMMIT.fullmatch(cached):
+            return cached
+    except OSError:
+        pass
+    from harness.hub import hub_reachable
+
+    if hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co")):
+        try:
+            from huggingface_hub import HfApi
+
+            return HfApi().model_info(hub_id, revision=revision, timeout=10).sha or f"{revision}:unresolved"
+        except Exception:  # noqa: BLE001 - gated or unknown: the worker reports it; the id keeps the name
+            pass
+    return f"{revision}:unresolved"
 
 
 @functools.lru_cache(maxsize=4)

@@ -115,3 +115,19 @@ def test_sweep_name_is_order_insensitive_and_ignores_run_keys():
     assert sweep_name(None, []) == "default"
     long = sweep_name(None, [f"k{i}=value{i}" for i in range(30)])
     assert len(long) <= 80 and long == sweep_name(None, [f"k{i}=value{i}" for i in range(30)])
+
+
+def test_a_hub_branch_is_resolved_to_its_commit_from_the_local_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    identity.resolve_revision.cache_clear()
+    refs = tmp_path / "models--org--model" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("a" * 40)
+    model = {"tiny": False, "hub_id": "org/model", "revision": "main"}
+    assert identity.model_fingerprint(model) == "hub:org/model@" + "a" * 40
+    (refs / "main").write_text("b" * 40)  # the branch moved: another cell
+    identity.resolve_revision.cache_clear()
+    assert identity.model_fingerprint(model) == "hub:org/model@" + "b" * 40
+    identity.resolve_revision.cache_clear()
