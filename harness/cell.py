@@ -179,6 +179,8 @@ def run_cell(
                 record = new_record(plan.cell_id, "failed", plan.config, error=problem, identity=plan.identity)
                 write_json_atomic(plan.cell_dir / RECORD_NAME, record)
             return {**store.cell_view(plan.cell_dir, plan.evals), "status": "failed", "error": problem}, ""
+        work = f"evaluating {', '.join(todo)}" if trained else "training"
+        say(f"{plan.cell_id}: {work}  (log: {plan.cell_dir / LOG_NAME})")
         _attempt(plan, not trained, todo, timeout_s, lock_fd)
         note = f"evaluated {', '.join(todo)} on the stored cell, no training" if trained else ""
         return store.cell_view(plan.cell_dir, plan.evals), note

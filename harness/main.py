@@ -198,7 +198,6 @@ def task(cfg: DictConfig) -> None:
         # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
         update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
         say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
-        print(f"{label} {plan.cell_id}: started  (log: {plan.cell_dir / 'worker.log'})", flush=True)
         record, note = run_cell(
             plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
             preflight=lambda: hub_problem(typed.model),
@@ -213,6 +212,9 @@ def task(cfg: DictConfig) -> None:
     except HarnessError as exc:
         STATE.not_ok += 1
         print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # a full or read-only disk under run.root: one line, the sweep goes on
+        STATE.not_ok += 1
+        print(f"error: cannot write {exc.filename or 'under run.root'}: {exc.strerror or exc}", file=sys.stderr)
     except Exception:  # noqa: BLE001 - a harness bug must not take the sweep down either
         STATE.not_ok += 1
         print(f"error: internal error in the harness parent:\n{traceback.format_exc()}", file=sys.stderr)

@@ -15,7 +15,7 @@ from harness.backends.hf import HFBackend
 
 
 class FaultBackend(HFBackend):
-    """HFBackend whose train() first raises, exits, dies by a signal, hangs, or runs out of memory."""
+    """HFBackend whose train() first raises, exits, dies by a signal, hangs, or runs out of device or host memory."""
 
     def train(self, data, meter):
         fault = self.cfg.framework.options.get("fault", "none")
@@ -33,4 +33,13 @@ class FaultBackend(HFBackend):
             import torch
 
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+        if fault == "host_oom":  # a real allocator failure: this worker's address space capped just above its use
+            import resource
+
+            import torch
+
+            size_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:"))
+            cap = (size_kb << 10) + (512 << 20)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+            torch.empty(8 << 30, dtype=torch.uint8)
         return super().train(data, meter)

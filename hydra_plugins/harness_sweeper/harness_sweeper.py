@@ -91,6 +91,9 @@ class ValidatingSweeper(BasicSweeper):
                         "(run.* keys and equal values do not change a cell); sweep keys that change the result"]
             first[plan.cell_id] = overrides
             entries[str(num)] = manifest_entry(plan, overrides)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        write_manifest(sweep_dir, entries)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            write_manifest(sweep_dir, entries)
+        except OSError as exc:  # read-only or full run.root
+            return [f"run.root: cannot write {exc.filename or sweep_dir}: {exc.strerror or exc}"]
         return []

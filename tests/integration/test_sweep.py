@@ -74,7 +74,7 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
     args = [
         "-m",
         "framework.backend=tests.fault_backend:FaultBackend",
-        "+framework.options.fault=none,raise,exit,signal,oom,hard_exit",
+        "+framework.options.fault=none,raise,exit,signal,oom,hard_exit,host_oom",
         *FAST,
     ]
     result = run_harness(args, harness_env, tmp_path)
@@ -82,16 +82,19 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
     sweep = sweep_of(tmp_path)
     by_fault = {r["config"]["framework"]["options"]["fault"]: r for r in records(sweep).values()}
     assert {k: v["status"] for k, v in by_fault.items()} == {
-        "none": "ok", "raise": "failed", "exit": "failed", "signal": "crashed", "oom": "oom", "hard_exit": "crashed"
+        "none": "ok", "raise": "failed", "exit": "failed", "signal": "crashed", "oom": "oom", "hard_exit": "crashed",
+        "host_oom": "oom",
     }
+    assert "DefaultCPUAllocator" in by_fault["host_oom"]["error"]  # torch's own host allocator error, under a real limit
+    assert by_fault["signal"]["error"] == "worker killed by SIGKILL, cause unknown"  # no OOM-killer guess without the counter
     assert by_fault["raise"]["error"] == "RuntimeError: injected failure"
     assert "Traceback" in by_fault["raise"]["traceback"]
     assert by_fault["exit"]["error"] == "the cell called sys.exit(3)"
     assert "SIGKILL" in by_fault["signal"]["error"]
     assert "code 7" in by_fault["hard_exit"]["error"]
     assert by_fault["none"]["metrics"], "the healthy cell still trained and evaluated"
-    assert "1/6 cells ok" in result.stdout
-    assert len(_summary(sweep)) == 6
+    assert "1/7 cells ok" in result.stdout
+    assert len(_summary(sweep)) == 7
 
 
 def test_timeout_becomes_a_status(harness_env, tmp_path):
