@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh machine:  make demo  and  make test.
+# On a fresh machine:  make setup  (then  source .venv/bin/activate), or straight away  make demo  /  make test.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 # (or a CUDA build) to get CUDA kernels.
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,eval
-export HARNESS_CACHE ?= $(CURDIR)/.cache/harness
+# No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
+# = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-readme test-all bench clean clean-cache
 
 setup: $(VENV)/.installed
+	@echo "setup done. In each new shell:  source $(VENV)/bin/activate   then:  python -m harness --help"
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +22,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(PY) -m harness -m -cn demo
+	$(PY) -m harness -cn demo
 	@echo "demo summary: runs/demo/summary.md (and summary.csv)"
 
 test: setup
 	$(PY) -m pytest -m "not slow and not gpu" -q
+
+# Runs every README block tagged `bash cpu` / `console cpu`, as a newcomer would type it (a few minutes).
+test-readme: setup
+	$(PY) -m pytest tests/integration/test_readme.py -q
 
 test-all: setup
 	$(PY) -m pytest -q
@@ -34,3 +40,6 @@ bench: setup
 
 clean:
 	rm -rf runs .cache .pytest_cache
+
+clean-cache:
+	rm -rf "$${HARNESS_CACHE:-$$HOME/.cache/harness}"

@@ -9,12 +9,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import hydra
+from harness import require_installed
 
-from harness.errors import ConfigError
-from harness.hydra_setup import register
-from harness.main import STATE, task
-from harness.preflight import check_command_line
+require_installed()  # before importing Hydra: outside .venv, say so instead of "No module named 'hydra'"
+
+import hydra  # noqa: E402
+
+from harness.errors import ConfigError  # noqa: E402
+from harness.hydra_setup import register  # noqa: E402
+from harness.main import STATE, task  # noqa: E402
+from harness.preflight import check_command_line  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 

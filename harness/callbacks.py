@@ -9,22 +9,46 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.main import STATE
-from harness.summary import COLUMNS, columns_for, to_markdown, write_summary
+from harness.summary import COLUMNS, SweepSummary, summarise, to_markdown
 
 SHOWN = ["cell", "status", "peak_mem_mib", "pred_mem_mib", "mem_counter", "tokens_per_s", "eval_loss", "perplexity", "ppl_delta", "wall_s"]
 
 
+def _with_stderr(value: Any, stderr: Any, sign: bool) -> Any:
+    """``-0.008±0.017`` for the console (a value without stderr stays a number)."""
+    if not isinstance(value, (int, float)) or stderr is None:
+        return value
+    return (f"{value:+.3f}" if sign else f"{value:.3f}") + f"±{stderr:.3f}"
+
+
+def console_table(summary: SweepSummary, not_ok: int) -> str:
+    """The table printed at the end of a sweep: the axes first, lm-eval scores and deltas shown as value±stderr.
+
+    ``weights`` joins when cells mix random and pretrained models; bases stay in the files.
+    """
+    rows, axes = summary.rows, summary.axes
+    scores = [c for c in summary.columns if c not in COLUMNS and c not in axes and not c.endswith("_base")]
+    merged = [c for c in scores if f"{c}_se" in scores]  # <task>_<metric> and <task>_delta, each with its stderr
+    scores = [c for c in scores if not (c.endswith("_se") and c[:-3] in merged)]
+    mixed = ["weights"] if len({row.get("weights") for row in rows}) > 1 and "weights" not in axes else []
+    shown = [c for c in SHOWN if c in COLUMNS and c not in axes]
+    at = shown.index("wall_s") if "wall_s" in shown else len(shown)
+    columns = axes + shown[:2] + mixed + shown[2:at] + scores + shown[at:] + (["error"] if not_ok else [])
+    table = [
+        {**row, **{c: _with_stderr(row.get(c), row.get(f"{c}_se"), c.endswith("_delta")) for c in merged}} for row in rows
+    ]
+    return to_markdown(table, columns)
+
+
 def finish(sweep_dir: Path) -> None:
     """Write summary files for ``sweep_dir``, print them, and set the exit status."""
-    rows = write_summary(sweep_dir)
+    summary = summarise(sweep_dir)
+    rows = summary.rows
     STATE.not_ok = sum(1 for row in rows if row["status"] != "ok")
     if rows:
-        # lm-eval scores, stderrs and deltas (mmlu_acc, mmlu_acc_se, mmlu_delta) go on screen too; bases stay in the files
-        scores = [c for c in columns_for(rows) if c not in COLUMNS and not c.endswith("_base")]
-        shown = [c for c in SHOWN if c in COLUMNS]
-        at = shown.index("wall_s") if "wall_s" in shown else len(shown)
-        errors = ["error"] if STATE.not_ok else []
-        print("\n" + to_markdown(rows, shown[:at] + scores + shown[at:] + errors))
+        print("\n" + "\n".join(summary.data + [""]) + console_table(summary, STATE.not_ok))
+        for note in summary.notes:
+            print(f"note: {note}")
     bad = STATE.not_ok
     verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see the error column)" if bad else "")
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)

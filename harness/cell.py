@@ -4,8 +4,9 @@ Light by design (no torch): the Hydra job calls ``run_cell`` once per grid point
 cell's lock it decides what is left to do -- train and evaluate, evaluate only (a trained
 cell that lacks a requested evaluation, or whose evaluation failed), or nothing -- and runs
 a fresh worker interpreter (``python -m harness.worker``) in its own process group, waited
-on with a blocking timeout. Whatever happens to the worker, the parent leaves a status; it
-trusts only what its own worker wrote (the attempt id in the spec).
+on with a timeout, in slices that redraw the progress line (``harness.progress``). Whatever
+happens to the worker, the parent leaves a status; it trusts only what its own worker wrote
+(the attempt id in the spec).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from harness import store
+from harness import progress, store
 from harness.identity import cell_id, cell_identity, eval_keys
 from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, write_json_atomic
 from harness.worker import SPAWN_TIME_ENV
@@ -69,11 +70,31 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def spawn_worker(cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None) -> Tuple[Optional[int], bool]:
+def _wait(proc: subprocess.Popen, timeout_s: float, tick: Optional[Callable[[], None]]) -> int:
+    """``proc.wait(timeout=timeout_s)``; with ``tick``, waited in slices of ``REDRAW_S`` with a tick
+    after each (the same total timeout: ``subprocess.TimeoutExpired`` once ``timeout_s`` has passed)."""
+    if tick is None:
+        return proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        try:
+            return proc.wait(timeout=min(progress.REDRAW_S, left))
+        except subprocess.TimeoutExpired:
+            if deadline - time.monotonic() > 0:
+                tick()
+
+
+def spawn_worker(
+    cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None, tick: Optional[Callable[[], None]] = None
+) -> Tuple[Optional[int], bool]:
     """Run the worker for ``cell_dir``; return (exit code or None, timed out).
 
     The worker inherits the cell's lock, so the cell stays locked until the worker is gone
-    even if this parent is killed first.
+    even if this parent is killed first. ``tick`` is called about every ``REDRAW_S`` while
+    the worker runs (the progress line).
     """
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPAWN_TIME_ENV: repr(time.time())})
     with open(cell_dir / LOG_NAME, "ab") as log:
@@ -87,7 +108,7 @@ def spawn_worker(cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None
             pass_fds=(lock_fd,) if lock_fd is not None else (),
         )
         try:
-            return proc.wait(timeout=timeout_s), False
+            return _wait(proc, timeout_s, tick), False
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return proc.returncode, True
@@ -134,8 +155,9 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
                                                   "attempt": attempt, "rows": [], "log_tail": tail})
 
 
-def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float, lock_fd: int) -> None:
-    """Write the spec for one attempt, run its worker, and collect what it left."""
+def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float, lock_fd: int,
+             sweep_dir: Optional[Path] = None, say: Callable[[str], None] = print) -> None:
+    """Write the spec for one attempt, run its worker (drawing ``sweep_dir``'s progress line), and collect what it left."""
     from harness.oom import oom_kill_count
 
     attempt = uuid.uuid4().hex
@@ -146,20 +168,28 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     write_json_atomic(plan.cell_dir / CELL_SPEC_NAME, spec)
     before = oom_kill_count()
     started = time.perf_counter()
-    code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd)
+    line = progress.StatusLine(sweep_dir, say) if sweep_dir is not None else None
+    try:
+        code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None)
+    finally:
+        if line is not None:
+            line.clear()
     outcome = {"code": code, "timed_out": timed_out, "timeout_s": timeout_s, "wall": time.perf_counter() - started,
                "oom": (before, oom_kill_count())}
     _collect(plan, attempt, train, todo, outcome)
+    progress.finish(plan.cell_dir, attempt, outcome["wall"])  # after the record: "done" means settled
 
 
 def run_cell(
     plan: CellPlan, *, timeout_s: float, force: bool, on_busy: str, say: Callable[[str], None],
-    preflight: Optional[Callable[[], Optional[str]]] = None,
+    preflight: Optional[Callable[[], Optional[str]]] = None, sweep_dir: Optional[Path] = None,
 ) -> Tuple[Dict[str, Any], str]:
     """Train and evaluate what is missing (or reuse what is stored); return (cell view, note).
 
     ``preflight`` says in one line why the cell cannot run here (a hub model offline); it is
     asked only when there is work to do, so a stored cell is never overwritten by it.
+    ``sweep_dir``: the sweep this cell belongs to, whose progress line is drawn while the
+    worker runs (``harness.progress``); none without it.
     """
     with store.cell_lock(plan.cell_dir, on_busy, say) as lock_fd:
         if lock_fd is None:
@@ -181,6 +211,6 @@ def run_cell(
             return {**store.cell_view(plan.cell_dir, plan.evals), "status": "failed", "error": problem}, ""
         work = f"evaluating {', '.join(todo)}" if trained else "training"
         say(f"{plan.cell_id}: {work}  (log: {plan.cell_dir / LOG_NAME})")
-        _attempt(plan, not trained, todo, timeout_s, lock_fd)
+        _attempt(plan, not trained, todo, timeout_s, lock_fd, sweep_dir, say)
         note = f"evaluated {', '.join(todo)} on the stored cell, no training" if trained else ""
         return store.cell_view(plan.cell_dir, plan.evals), note

@@ -367,6 +367,9 @@ class DataConfig:
     """Share of examples in the validation split (held-out loss and perplexity)."""
     test_fraction: float = 0.1
     """Share of examples in the test split (kept for later evaluators; never trained on)."""
+    split_seed: int = 1234
+    """Picks the train/validation/test split, apart from train.seed, so seed replicates
+    (``-m train.seed=1,2,3``) train on the same examples and share one validation set."""
     max_examples: Optional[int] = None
     """Use at most this many training examples, taken deterministically after filtering; None = all."""
     loss_on: str = "assistant"
@@ -473,7 +476,8 @@ class RunConfig:
     force: bool = False
     """Train cells again (under the same id) even when the store has them ok."""
     cache_dir: str = "${oc.env:HARNESS_CACHE,'~/.cache/harness'}"
-    """Where tiny models and tokenized data are cached between cells and sweeps."""
+    """Where tiny models, tokenized data and baselines are cached between cells, sweeps and clones: one per user,
+    for make and direct commands alike ($HARNESS_CACHE, else ~/.cache/harness; the Makefile sets none)."""
     root: str = "runs"
     """Folder that holds the cell store (``cells/``) and the sweep folders that view it."""
     sweep: Optional[str] = None
@@ -485,9 +489,12 @@ class RunConfig:
     keep_weights: bool = False
     """Keep a full fine-tune's weights (the whole model) in the cell, so evaluators can be added later;
     adapters are always kept."""
+    step_cv_warn: float = 0.25
+    """Flag cells whose step-time CV (stdev / mean of measured step times) is above this; noisy throughput."""
 
     def __post_init__(self) -> None:
         _require(self.timeout_s > 0, "run.timeout_s", self.timeout_s, "must be > 0")
+        _require(self.step_cv_warn > 0, "run.step_cv_warn", self.step_cv_warn, "must be > 0")
         _one_of("run.device", self.device, ("auto", "cpu", "cuda"))
         if self.sweep is not None:
             path_segment("run.sweep", self.sweep)

@@ -19,7 +19,7 @@ DEFINITIONS = {
     "flops_seq_len": "sequence length used in the attention term: mean non-padding tokens per training sequence",
     "achieved_tflops": "flops_per_token x all_tokens_per_s / 1e12 (model TFLOP/s sustained over measured steps)",
     "mfu": "achieved_tflops / the catalogue's dense bf16 peak of the matched device (0..1)",
-    "hardware": "catalogue entry (conf/hardware/<name>.yaml) the device was matched to by name and memory",
+    "hardware": "catalogue entry (hardware/<name>.yaml) the device was matched to by name and memory",
     "energy_j": "NVML total-energy counter difference over training (whole device), J",
     "avg_power_w": "energy_j / training wall time, W",
     "energy_j_per_token": "energy_j / non-padding tokens trained, J",
@@ -81,7 +81,7 @@ def efficiency(
         absent.setdefault(
             "hardware",
             f"no catalogue entry matches device {env.get('cpu_model') or env.get('name')!r}; "
-            "add one to conf/hardware/ for MFU and cost",
+            "add one to hardware/ for MFU and cost",
         )
     out["peak_tflops"] = hw.bf16_tflops if hw else None
     out["mfu"] = out["achieved_tflops"] / hw.bf16_tflops if hw and out["achieved_tflops"] else None

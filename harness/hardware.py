@@ -1,8 +1,9 @@
 """The hardware catalogue: memory, dense BF16 peak, hourly price and TDP of the devices people plan with.
 
-One YAML file per device under ``conf/hardware/`` (user-editable; the file name is the entry
-name). Read with PyYAML only, so the planner and the sweep parent can use it without torch.
-The folder is deliberately not a Hydra config group: a price is not part of a cell's identity.
+One YAML file per device under the repository's ``hardware/`` (user-editable; the file name is
+the entry name). Read with PyYAML only, so the planner and the sweep parent can use it without
+torch. The folder is deliberately outside ``conf/`` (Hydra's config search path): a price is not
+part of a cell's identity, and ``python -m harness --help`` must not offer it as a config group.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from harness.errors import ConfigError
 
-CATALOGUE_DIR = Path(__file__).resolve().parents[1] / "conf" / "hardware"
+CATALOGUE_DIR = Path(__file__).resolve().parents[1] / "hardware"
 CATALOGUE_ENV = "HARNESS_HARDWARE_DIR"
 """Environment variable naming another catalogue folder (the planner's ``--hardware-dir`` wins)."""
 KINDS = ("gpu", "cpu")
@@ -88,7 +89,7 @@ def _entry(path: Path, raw: Any) -> Hardware:
 
 
 def catalogue_dir(folder: Optional[Path] = None) -> Path:
-    """The catalogue folder: ``folder``, else $HARNESS_HARDWARE_DIR, else the repo's conf/hardware."""
+    """The catalogue folder: ``folder``, else $HARNESS_HARDWARE_DIR, else the repo's hardware/."""
     if folder is not None:
         return Path(folder).expanduser()
     env = os.environ.get(CATALOGUE_ENV)

@@ -200,7 +200,7 @@ def task(cfg: DictConfig) -> None:
         say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
         record, note = run_cell(
             plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
-            preflight=lambda: hub_problem(typed.model),
+            preflight=lambda: hub_problem(typed.model), sweep_dir=job.sweep_dir,
         )
         wall = record.get("timings_s", {}).get("cell_wall")
         note = note or (f"{wall:.1f} s" if wall else "")

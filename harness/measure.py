@@ -5,12 +5,15 @@ peak reserved bytes (reset before training) plus NVML's process and device peaks
 the background (harness.nvml); on CPU the worker's peak resident set size (Linux VmHWM,
 reset before training through /proc/self/clear_refs). Speed: optimizer-step wall times with
 the device synchronised at both ends; throughput excludes the first ``warmup`` steps and
-counts tokens from the batches the collator actually built.
+counts tokens from the batches the collator actually built. One throughput figure hides how
+noisy it is, so the summary also gives per-step throughput quartiles and the coefficient of
+variation of the measured step times, and flags a cell whose CV is above ``run.step_cv_warn``.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +23,8 @@ from typing import Any, Deque, Dict, List, Optional
 from harness.nvml import GpuMonitor, cpu_monitor_result
 
 MIB = 1024 * 1024
+MIN_SPREAD_STEPS = 8
+"""Fewest measured (post-warm-up) steps for which the spread figures are computed; fewer gives n/a."""
 DEFINITIONS = {
     "host_peak_rss_mib": "peak resident set size of the worker process (Linux VmHWM), reset just before training, MiB",
     "host_rss_mib": "resident set size of the worker process (Linux VmRSS), MiB",
@@ -29,6 +34,13 @@ DEFINITIONS = {
     "tokens_per_s": "loss-bearing (trained) tokens per second of optimizer-step time, warm-up steps excluded",
     "all_tokens_per_s": "non-padding tokens per second of optimizer-step time, warm-up steps excluded",
     "samples_per_s": "training sequences per second of optimizer-step time, warm-up steps excluded",
+    "tokens_per_s_p25": f"25th percentile over measured steps of per-step throughput (the step's loss-bearing tokens / its time), tokens/s; None with fewer than {MIN_SPREAD_STEPS} measured steps",
+    "tokens_per_s_p50": f"median over measured steps of per-step throughput (the step's loss-bearing tokens / its time), tokens/s; None with fewer than {MIN_SPREAD_STEPS} measured steps",
+    "tokens_per_s_p75": f"75th percentile over measured steps of per-step throughput (the step's loss-bearing tokens / its time), tokens/s; None with fewer than {MIN_SPREAD_STEPS} measured steps",
+    "step_cv": f"coefficient of variation of measured step times: sample standard deviation / mean, dimensionless; None with fewer than {MIN_SPREAD_STEPS} measured steps",
+    "step_cv_flag": "True when step_cv > run.step_cv_warn (throughput too noisy to compare as a single number), False when not, None when step_cv is n/a",
+    "step_cv_warn": "the run.step_cv_warn threshold step_cv_flag was computed against, dimensionless",
+    "spread_note": "why the spread figures (tokens_per_s_p25/p50/p75, step_cv) are n/a; None when they were computed",
     "step_times_s": "wall time of each optimizer step (all micro-batches), device synchronised at both ends",
     "time_to_first_step_s": "from train() call to the end of the first optimizer step",
     "host_rss_at_reset_mib": "worker RSS (VmRSS) when the peak window opened, right before training, MiB",
@@ -173,6 +185,8 @@ class StepMeter:
     first_step_end: Optional[float] = None
     _step_start: Optional[float] = None
     largest: List[BatchCount] = field(default_factory=list)
+    cv_warn: Optional[float] = None
+    """``run.step_cv_warn``: step_cv above this sets ``step_cv_flag``; None leaves the flag n/a."""
 
     def _now(self) -> float:
         if self.sync is not None:
@@ -227,6 +241,7 @@ class StepMeter:
         def rate(value: int) -> Optional[float]:
             return value / seconds if seconds > 0 else None
 
+        spread = self._spread(times, counts)
         return {
             "steps": n,
             "warmup_steps_excluded": skip,
@@ -235,6 +250,7 @@ class StepMeter:
             "tokens_per_s": rate(sum(c.loss_tokens for c in counts)),
             "all_tokens_per_s": rate(sum(c.tokens for c in counts)),
             "samples_per_s": rate(sum(c.samples for c in counts)),
+            **spread,
             "trained_tokens": sum(c.loss_tokens for c in self.step_counts),
             "all_tokens": sum(c.tokens for c in self.step_counts),
             "samples": sum(c.samples for c in self.step_counts),
@@ -249,3 +265,31 @@ class StepMeter:
             ),
             "max_batch_loss_tokens": self.largest[0].loss_tokens if self.largest and self.largest[0].seq else None,
         }
+
+    def _spread(self, times: List[float], counts: List[BatchCount]) -> Dict[str, Any]:
+        """Per-step throughput quartiles and step-time CV over the measured steps, or n/a and why."""
+        out: Dict[str, Any] = {
+            "tokens_per_s_p25": None,
+            "tokens_per_s_p50": None,
+            "tokens_per_s_p75": None,
+            "step_cv": None,
+            "step_cv_flag": None,
+            "step_cv_warn": self.cv_warn,
+            "spread_note": None,
+        }
+        positive = [(t, c) for t, c in zip(times, counts) if t > 0]
+        if len(positive) < MIN_SPREAD_STEPS:
+            skipped = f", {self.warmup} warm-up excluded" if len(self.step_times) > self.warmup > 0 else ""
+            out["spread_note"] = (
+                f"n/a: {len(positive)} measured steps{skipped}; the spread needs >= {MIN_SPREAD_STEPS} "
+                "(raise train.max_steps)"
+            )
+            return out
+        rates = [c.loss_tokens / t for t, c in positive]
+        p25, p50, p75 = statistics.quantiles(rates, n=4, method="inclusive")
+        step_times = [t for t, _ in positive]
+        cv = statistics.stdev(step_times) / statistics.fmean(step_times)
+        out.update(tokens_per_s_p25=p25, tokens_per_s_p50=p50, tokens_per_s_p75=p75, step_cv=cv)
+        if self.cv_warn is not None:
+            out["step_cv_flag"] = bool(cv > self.cv_warn)
+        return out

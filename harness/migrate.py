@@ -46,6 +46,8 @@ def _data_identity(config: Dict[str, Any], written: float) -> str:
 def _identity(record: Dict[str, Any], written: float) -> Dict[str, Any]:
     """The store identity of an old record, from what the record says it ran with."""
     config, env = record["config"], record.get("environment", {})
+    if "split_seed" not in config.get("data", {}):  # before data.split_seed, train.seed picked the split
+        config = {**config, "data": {**config["data"], "split_seed": config.get("train", {}).get("seed", 42)}}
     device = env.get("device") or "cpu"
     return {
         "version": IDENTITY_VERSION,

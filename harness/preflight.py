@@ -51,7 +51,14 @@ def check_command_line(argv: List[str], conf_dir: str) -> None:
     loader = config_loader(conf_dir, args.config_dir)
     overrides = list(args.overrides)
     parsed = parse_overrides(loader, overrides)
-    multirun = bool(args.multirun)
+    for override in parsed:
+        if override.get_key_element().lstrip("+~") == "hardware":  # conf/hardware was once in the search path
+            raise ConfigError(
+                f"{override.input_line}: hardware is not a config group: a cell runs on the device it finds "
+                "(run.device); the hardware catalogue (hardware/*.yaml) is the planner's: python -m harness.plan --gpu NAME"
+            )
+    # -m, or a config that sets hydra.mode: MULTIRUN (every named sweep in sweeps/ does) — as Hydra decides it
+    multirun = bool(args.multirun) or configured_mode(loader, args.config_name or "config", overrides) == RunMode.MULTIRUN
     if not multirun:
         for override in parsed:
             if override.is_sweep_override():
@@ -109,6 +116,20 @@ def compose(loader: Any, config_name: str, overrides: List[str], mode: Any) -> D
         return loader.load_configuration(config_name=config_name, overrides=list(overrides), run_mode=mode, from_shell=True)
     except COMPOSITION_ERRORS as exc:
         raise ConfigError(composition_problem(exc, overrides, loader, config_name)) from None
+
+
+def configured_mode(loader: Any, config_name: str, overrides: List[str]) -> Any:
+    """``hydra.mode`` of the composed config, as Hydra's own ``get_mode`` reads it (None when it cannot compose)."""
+    from hydra.types import RunMode
+
+    try:
+        cfg = loader.load_configuration(
+            config_name=config_name, overrides=list(overrides), run_mode=RunMode.MULTIRUN,
+            from_shell=True, validate_sweep_overrides=False,
+        )
+        return OmegaConf.select(cfg, "hydra.mode")
+    except COMPOSITION_ERRORS:
+        return None  # compose() below reports why, in one line
 
 
 def compose_job(loader: Any, master: DictConfig, overrides: List[str]) -> DictConfig:

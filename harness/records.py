@@ -94,13 +94,18 @@ def share_tree(folder: Path) -> None:
         os.chmod(path, DIR_MODE if executable else FILE_MODE)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder, fsync and rename."""
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename."""
+def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync and rename.
+
+    ``durable=False`` skips both fsyncs (file and folder): readers still never see a
+    half-written file, but a power cut may lose it. For files rewritten often that only
+    report on a run (``progress.json``), where an fsync would cost the run time.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -109,12 +114,14 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fchmod(handle.fileno(), FILE_MODE)  # mkstemp makes 0600; outputs are shared like any file the user writes
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def finite_json(value: Any) -> Any:
@@ -131,10 +138,10 @@ def finite_json(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write strict JSON atomically (see ``write_text_atomic``; non-finite floats become null)."""
+def write_json_atomic(path: Path, payload: Any, durable: bool = True) -> None:
+    """Write strict JSON atomically (see ``write_bytes_atomic``; non-finite floats become null)."""
     text = json.dumps(finite_json(payload), indent=2, default=_json_default, allow_nan=False)
-    write_text_atomic(path, text + "\n")
+    write_text_atomic(path, text + "\n", durable=durable)
 
 
 def _fsync_dir(folder: Path) -> None:

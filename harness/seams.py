@@ -20,6 +20,9 @@ class CellContext:
     cache_dir: Path
     device: str
     """Resolved device: cpu or cuda."""
+    progress: Any = None
+    """The worker's ``harness.progress.ProgressWriter`` (None outside a worker): a backend reports
+    its training step and loss to it (``step``); it throttles the writes itself."""
 
 
 @dataclass

@@ -144,9 +144,14 @@ def read_manifest(sweep_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def write_manifest(sweep_dir: Path, jobs: Dict[str, Dict[str, Any]]) -> None:
-    """Replace the manifest with this command's grid (job number -> cell id, evals, overrides)."""
+    """Replace the manifest with this command's grid (job number -> cell id, evals, overrides).
+
+    ``started`` marks the start of this command's run (``update_manifest`` keeps it): the
+    progress line (``harness.progress``) counts only what was worked on since.
+    """
     with file_lock(Path(sweep_dir) / ".manifest.lock"):
-        write_json_atomic(Path(sweep_dir) / MANIFEST, {"version": 1, "written": time.time(), "jobs": jobs})
+        now = time.time()
+        write_json_atomic(Path(sweep_dir) / MANIFEST, {"version": 1, "started": now, "written": now, "jobs": jobs})
         refresh_links(sweep_dir, [job["cell_id"] for job in jobs.values()])
 
 

@@ -3,26 +3,43 @@
 Reads exactly the cells in the manifest of the sweep folder it is given (see harness/store.py),
 each as its training record plus the evaluations that command asked for. Stays free of heavy imports:
 it runs in the Hydra parent at the end of every sweep.
+
+Besides the rows (``summarise``):
+
+- the axes: the config keys whose values differ across the grid's cells (``model``,
+  ``lora_r``, ``train.seed``, ...), found in the records' resolved configs and ordered as
+  the command named them (manifest overrides), seeds last; they lead every table and
+  the rows are sorted by them in natural order (r8 before r16);
+- one ``data:`` line per distinct data set the cells trained on (records, kept, split,
+  what each filter dropped);
+- notes: caveats that change how the numbers read (random-weight models, CPU cells,
+  bitsandbytes on CPU, lm-eval deltas inside their noise), printed under the table.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from harness.plan.calibrate import prediction_cells
-from harness.records import write_text_atomic
-from harness.store import load_sweep
+from harness.records import CELL_SPEC_NAME, read_json, write_text_atomic
+from harness.store import load_sweep, read_manifest
 
 COLUMNS = [
-    "cell", "status", "model", "framework", "quant", "peft", "lora_r", "trainable_params",
+    "cell", "status", "model", "weights", "device", "framework", "quant", "peft", "lora_r", "trainable_params",
     "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "mfu", "train_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
     "examples", "trained_tokens", "wall_s", "error",
 ]
 TRAIN_LOSS_WINDOW = 5
 DEFINITIONS = {
+    "axes (leading columns)": "the config keys whose values differ across the sweep's cells (model, lora_r, train.seed, ...); rows are sorted by them",
+    "weights": "random (tiny random-initialised model: numbers exercise the code path, not a recipe) or pretrained",
+    "device": "where the worker trained: cpu or cuda",
     "peak_mem_mib": "training peak in MiB by the counter in mem_counter (cuda_peak_allocated: torch peak allocated; host_peak_rss: worker VmHWM reset before training)",
     "pred_mem_mib": "the capacity planner's analytic prediction of the same counter (python -m harness.plan, uncalibrated), at the largest micro-batch the cell built",
     "pred_err_pct": "(pred_mem_mib - peak_mem_mib) / peak_mem_mib x 100",
@@ -31,14 +48,25 @@ DEFINITIONS = {
     "train_loss": f"mean training loss of the last {TRAIN_LOSS_WINDOW} logged optimizer steps",
     "eval_loss": "token-weighted held-out loss (nats/token) on the held-out split after training",
     "perplexity": "exp(eval_loss)",
-    "ppl_delta": "perplexity minus the untrained base model's perplexity on the same held-out split (negative = better)",
+    "ppl_delta": "perplexity minus the untrained base model's perplexity on the same held-out split (negative = better); no stderr: one fixed split, scored once",
     "seq_ppl": "lm-eval rolling-log-likelihood perplexity: exp(-sum log p / tokens) over every token of each held-out example",
-    "<task>_<metric>": "lm-eval score of the task (acc_norm when the task reports it, else acc, else its first metric); _se its stderr",
-    "<task>_base, <task>_delta": "the same metric of the untrained base model, and cell minus base (negative acc delta = knowledge lost)",
+    "<task>_<metric>": "lm-eval score of the task (acc_norm when the task reports it, else acc, else its first metric); _se its stderr; "
+                       "a local MMLU folder (eval.lm_eval.mmlu_dir) is labelled mmlu_local_<folder name>, never mmlu",
+    "<task>_base, <task>_delta, <task>_delta_se": "the same metric of the untrained base model, cell minus base (negative acc delta = knowledge lost), "
+                                                  "and the delta's stderr sqrt(se_cell^2 + se_base^2)",
     "examples": "training examples after filtering and max_examples",
     "trained_tokens": "loss-bearing tokens the optimizer steps consumed",
     "wall_s": "cell wall time seen by the parent: worker start, imports, data, load, train, eval, save",
 }
+
+NOTES = {
+    "random": "random-weight tiny models: losses, perplexities and deltas exercise the code path, they say nothing about recipes",
+    "cpu": "CPU cells: peak_mem_mib is the worker's host RSS and tokens_per_s is CPU throughput; neither is a GPU figure",
+    "cpu_bnb": "bitsandbytes on CPU dequantizes: 4-bit cells use more host memory than bf16 here; memory figures are not GPU figures",
+}
+
+
+# ---- one row per record ----------------------------------------------------------------------
 
 
 def _metric(record: Dict[str, Any], evaluator: str, metric: str) -> Optional[float]:
@@ -53,6 +81,15 @@ def _train_loss(curve: List[List[float]]) -> Optional[float]:
     return sum(tail) / len(tail) if tail else None
 
 
+def weights_of(record: Dict[str, Any]) -> Optional[str]:
+    """random or pretrained: the record's ``model.weights``, else derived from ``config.model.tiny`` (older records)."""
+    stated = (record.get("model") or {}).get("weights")
+    if stated:
+        return stated
+    tiny = (record.get("config") or {}).get("model", {}).get("tiny")
+    return None if tiny is None else ("random" if tiny else "pretrained")
+
+
 def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
     """The summary columns for one record (missing figures are None)."""
     config = record.get("config", {})
@@ -63,6 +100,8 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
         "cell": record.get("cell_id"),
         "status": record.get("status"),
         "model": config.get("model", {}).get("name"),
+        "weights": weights_of(record),
+        "device": (record.get("environment") or {}).get("device"),
         "framework": config.get("framework", {}).get("name"),
         "quant": config.get("quant", {}).get("mode"),
         "peft": peft,
@@ -86,8 +125,12 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+# ---- lm-eval columns -------------------------------------------------------------------------
+
 PRIMARY_METRICS = ("acc_norm", "acc", "exact_match", "f1")
 """Which lm-eval metric a summary column shows, in order of preference (leaderboard practice)."""
+LOCAL_MMLU = "mmlu_local_"
+"""Label prefix of a task scored from a local MMLU folder (its rows carry ``mmlu_dir``)."""
 
 
 def _primary(metrics: List[str]) -> Optional[str]:
@@ -96,43 +139,249 @@ def _primary(metrics: List[str]) -> Optional[str]:
     return next((m for m in PRIMARY_METRICS if m in plain), plain[0] if plain else None)
 
 
+def task_label(task: str, row: Dict[str, Any]) -> str:
+    """The task as the summary names it: ``mmlu_local_<folder name>`` for a local MMLU folder, else the task."""
+    folder = row.get("mmlu_dir")
+    if not folder:
+        return task
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(folder).rstrip("/")).name).strip("_") or "dir"
+    return LOCAL_MMLU + name
+
+
 def _lm_eval_primary(record: Dict[str, Any]) -> Dict[str, tuple]:
-    """task -> (shown metric, that task's rows by metric name) for the record's lm-eval rows."""
+    """label -> (shown metric, that task's rows by metric name) for the record's lm-eval rows."""
     by_task: Dict[str, Dict[str, Dict[str, Any]]] = {}
     for row in record.get("metrics", []):
         if row.get("evaluator") == "lm_eval":
             by_task.setdefault(row["task"], {})[row["metric"]] = row
-    return {task: (_primary(list(rows)), rows) for task, rows in by_task.items() if _primary(list(rows))}
-
-
-def lm_eval_cells(record: Dict[str, Any]) -> Dict[str, Any]:
-    """``<task>_<metric>``, ``<task>_<metric>_se``, ``<task>_base``, ``<task>_delta`` for each lm-eval task."""
-    cells: Dict[str, Any] = {}
-    for task, (metric, rows) in _lm_eval_primary(record).items():
-        cells[f"{task}_{metric}"] = rows[metric]["value"]
-        cells[f"{task}_{metric}_se"] = rows[metric]["stderr"]
-        cells[f"{task}_base"] = rows.get(f"{metric}_base", {}).get("value")
-        cells[f"{task}_delta"] = rows.get(f"{metric}_delta", {}).get("value")
-    return cells
-
-
-def lm_eval_headlines(record: Dict[str, Any]) -> List[str]:
-    """``mmlu acc 0.412±0.012 (-0.008 vs base)`` per lm-eval task, for the line a cell prints."""
-    out = []
-    for task, (metric, rows) in _lm_eval_primary(record).items():
-        row, delta = rows[metric], rows.get(f"{metric}_delta")
-        text = f"{task} {metric} {row['value']:.3f}" + (f"±{row['stderr']:.3f}" if row["stderr"] is not None else "")
-        out.append(text + (f" ({delta['value']:+.3f} vs base)" if delta else ""))
+    out = {}
+    for task, rows in by_task.items():
+        metric = _primary(list(rows))
+        if metric:
+            out[task_label(task, rows[metric])] = (metric, rows)
     return out
 
 
-def columns_for(rows: List[Dict[str, Any]]) -> List[str]:
-    """COLUMNS plus the lm-eval columns these rows carry, placed after the perplexity columns."""
+def lm_eval_cells(record: Dict[str, Any]) -> Dict[str, Any]:
+    """``<task>_<metric>``, ``_se``, ``<task>_base``, ``<task>_delta``, ``<task>_delta_se`` for each lm-eval task."""
+    cells: Dict[str, Any] = {}
+    for task, (metric, rows) in _lm_eval_primary(record).items():
+        delta = rows.get(f"{metric}_delta", {})
+        cells[f"{task}_{metric}"] = rows[metric]["value"]
+        cells[f"{task}_{metric}_se"] = rows[metric]["stderr"]
+        cells[f"{task}_base"] = rows.get(f"{metric}_base", {}).get("value")
+        cells[f"{task}_delta"] = delta.get("value")
+        cells[f"{task}_delta_se"] = delta.get("stderr")
+    return cells
+
+
+def _pm(value: float, stderr: Optional[float], sign: bool = False) -> str:
+    text = f"{value:+.3f}" if sign else f"{value:.3f}"
+    return text + (f"±{stderr:.3f}" if stderr is not None else "")
+
+
+def lm_eval_headlines(record: Dict[str, Any]) -> List[str]:
+    """``mmlu acc 0.412±0.012 (-0.008±0.017 vs base)`` per lm-eval task, for the line a cell prints."""
+    out = []
+    for task, (metric, rows) in _lm_eval_primary(record).items():
+        row, delta = rows[metric], rows.get(f"{metric}_delta")
+        text = f"{task} {metric} {_pm(row['value'], row['stderr'])}"
+        out.append(text + (f" ({_pm(delta['value'], delta['stderr'], sign=True)} vs base)" if delta else ""))
+    return out
+
+
+def columns_for(rows: List[Dict[str, Any]], axes: Iterable[str] = ()) -> List[str]:
+    """The axes, then COLUMNS (less the axes) with the lm-eval columns these rows carry after the perplexity columns."""
+    axes = list(axes)
     extra: List[str] = []
     for row in rows:
-        extra += [key for key in row if key not in COLUMNS and key not in extra]
-    at = COLUMNS.index("examples") if "examples" in COLUMNS else len(COLUMNS)
-    return COLUMNS[:at] + extra + COLUMNS[at:]
+        extra += [key for key in row if key not in COLUMNS and key not in extra and key not in axes]
+    at = COLUMNS.index("examples")
+    return axes + [c for c in COLUMNS[:at] + extra + COLUMNS[at:] if c not in axes]
+
+
+# ---- axes: what the sweep varied -------------------------------------------------------------
+
+NOT_AXES = ("run", "eval")
+"""Config blocks that never make a cell differ (how it runs; what scores it)."""
+GROUP_NAMES = {"model": "model.name", "quant": "quant.mode", "peft": "peft.method", "framework": "framework.name", "data": "data.name"}
+"""Config group -> the key that names its choice; when that key varies, it stands for the whole block."""
+AXIS_COLUMNS = {"model.name": "model", "quant.mode": "quant", "peft.method": "peft", "framework.name": "framework",
+                "lora.r": "lora_r", "data.name": "data"}
+"""Axis key -> the summary column that shows it (the rest are shown under their dotted key)."""
+_MISSING = object()
+
+
+def _flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A hashable, printable form of a config value (lists as ``[a,b]``)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(_plain(v)) for v in value) + "]"
+    if isinstance(value, dict):
+        return str(value)
+    return value
+
+
+def _override_keys(manifest: Optional[Dict[str, Any]]) -> List[str]:
+    """Config keys the command's overrides name, in the order typed (group names mapped to their name key)."""
+    keys: List[str] = []
+    jobs = (manifest or {}).get("jobs", {})
+    for _, job in sorted(jobs.items(), key=lambda item: int(item[0]) if str(item[0]).isdigit() else 0):
+        for override in job.get("overrides") or []:
+            key = override.split("=", 1)[0].lstrip("+~")
+            key = GROUP_NAMES.get(key, key)
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
+def varied_axes(configs: List[Dict[str, Any]], manifest: Optional[Dict[str, Any]] = None) -> List[str]:
+    """Config keys whose values differ across ``configs`` (empty configs ignored), as axis columns.
+
+    A group whose choice varies (``model.name``) stands for its whole block (a different model
+    also differs in its layer count). Ordered as the overrides name them, then in config order;
+    seeds go last, so replicates of one recipe sit next to each other.
+    """
+    flat = [_flatten({k: v for k, v in config.items() if k not in NOT_AXES}) for config in configs if config]
+    if len(flat) < 2:
+        return []
+    keys: List[str] = []
+    for tree in flat:
+        keys += [k for k in tree if k not in keys]
+    varied = [k for k in keys if len({_plain(tree.get(k, _MISSING)) if k in tree else _MISSING for tree in flat}) > 1]
+    for group, name_key in GROUP_NAMES.items():
+        if name_key in varied:
+            varied = [k for k in varied if k == name_key or not k.startswith(group + ".")]
+    ordered = [k for k in _override_keys(manifest) if k in varied]
+    ordered += [k for k in varied if k not in ordered]
+    ordered = [k for k in ordered if not k.endswith("seed")] + [k for k in ordered if k.endswith("seed")]
+    return [AXIS_COLUMNS.get(k, k) for k in ordered]
+
+
+def _axis_value(row: Dict[str, Any], config: Dict[str, Any], column: str) -> Any:
+    if column in row:
+        return row[column]
+    key = next((k for k, c in AXIS_COLUMNS.items() if c == column), column)
+    value: Any = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return _plain(value)
+
+
+def natural_key(value: Any) -> Tuple:
+    """Sort key: numbers by value, strings with their digit runs as numbers (r8 < r16), None last."""
+    if value is None or value == "":
+        return (2,)
+    if isinstance(value, bool):
+        return (0, float(value))
+    if isinstance(value, (int, float)):
+        return (0, float(value)) if not math.isnan(value) else (1, ())
+    parts = re.split(r"(\d+(?:\.\d+)?)", str(value))
+    return (1, tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p))
+
+
+# ---- the data line ---------------------------------------------------------------------------
+
+FILTER_WORDS = {
+    "exact_duplicate": "exact duplicates", "near_duplicate": "near duplicates", "placeholder": "placeholders",
+    "min_assistant_tokens": "under filters.min_assistant_tokens",
+}
+TOKENIZE_WORDS = {
+    "dropped_overlong": "over train.max_seq_len", "dropped_no_trainable_tokens": "with no trainable token left",
+    "dropped_template_error": "chat-template errors",
+}
+
+
+def _source_name(config: Dict[str, Any], stats: Dict[str, Any]) -> str:
+    data = config.get("data") or {}
+    source = str(stats.get("source") or data.get("hub_id") or data.get("path") or "?")
+    shown = source if data.get("hub_id") else Path(source.rstrip("/")).name
+    name = data.get("name")
+    return f"{name} {shown}" if name and name != shown else shown
+
+
+def data_line(record: Dict[str, Any]) -> Optional[str]:
+    """``bundled chat.jsonl — 400 records, 311 kept: 249 train / 31 val / 31 test ...; dropped: ...``, or None."""
+    stats = record.get("data") or {}
+    split = stats.get("split_examples")
+    if not split:
+        return None
+    used = {name: (stats.get(name) or {}).get("examples", split.get(name)) for name in ("train", "validation", "test")}
+    train = stats.get("train") or {}
+    trained = f"{used['train']} train"
+    if stats.get("max_examples") is not None and train.get("available") not in (None, used["train"]):
+        trained = f"{used['train']} of {train['available']} train (data.max_examples={stats['max_examples']})"
+    seed = f" (split_seed {stats['split_seed']})" if stats.get("split_seed") is not None else ""
+    dropped = []
+    filtered = stats.get("filtered") or {}
+    for key in ("exact_duplicate", "near_duplicate"):
+        if key in filtered:
+            dropped.append(f"{filtered[key]} {FILTER_WORDS[key]}")
+    dropped += [f"{n} {FILTER_WORDS.get(k, k)}" for k, n in filtered.items() if n and k not in ("exact_duplicate", "near_duplicate")]
+    invalid = sum((stats.get("invalid") or {}).values())
+    dropped.append(f"{invalid} invalid" + (" (data.on_error=skip)" if invalid else ""))
+    for key, words in TOKENIZE_WORDS.items():
+        count = sum(((stats.get(name) or {}).get(key) or 0) for name in ("train", "validation", "test"))
+        if count:
+            dropped.append(f"{count} {words}")
+    truncated = sum(((stats.get(name) or {}).get("truncated") or 0) for name in ("train", "validation", "test"))
+    return (
+        f"{_source_name(record.get('config') or {}, stats)} — {stats.get('records', '?')} records, {stats.get('kept', '?')} kept: "
+        f"{trained} / {used['validation']} val / {used['test']} test{seed}; dropped: {', '.join(dropped)}"
+        + (f"; {truncated} truncated to train.max_seq_len" if truncated else "")
+    )
+
+
+def data_lines(records: List[Dict[str, Any]], rows: List[Dict[str, Any]], axes: List[str]) -> List[str]:
+    """One ``data: ...`` line per distinct data set; when cells differ, each names the axis values of its cells."""
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for record, row in zip(records, rows):
+        line = data_line(record)
+        if line is not None:
+            groups.setdefault(line, []).append(row)
+    if len(groups) <= 1:
+        return [f"data: {line}" for line in groups]
+    out = []
+    for line, members in groups.items():
+        same = [a for a in axes if len({_plain(m.get(a)) for m in members}) == 1]
+        label = ", ".join(f"{a}={'null' if members[0].get(a) is None else _fmt(members[0].get(a))}" for a in same) or f"{len(members)} cell{'s' * (len(members) > 1)}"
+        out.append(f"data [{label}]: {line}")
+    return out
+
+
+# ---- caveats ---------------------------------------------------------------------------------
+
+
+def notes_for(rows: List[Dict[str, Any]]) -> List[str]:
+    """Caveats that change how this table's numbers read, one line each."""
+    notes = []
+    if any(row.get("weights") == "random" for row in rows):
+        notes.append(NOTES["random"])
+    cpu = [row for row in rows if row.get("device") == "cpu" or row.get("mem_counter") == "host_peak_rss"]
+    if cpu:
+        notes.append(NOTES["cpu"])
+    if any(row.get("quant") in ("4bit", "8bit") for row in cpu):
+        notes.append(NOTES["cpu_bnb"])
+    for column in sorted({c for row in rows for c in row if c.endswith("_delta_se")}):
+        task = column[: -len("_delta_se")]
+        pairs = [(row.get(f"{task}_delta"), row.get(column)) for row in rows]
+        pairs = [(d, se) for d, se in pairs if d is not None and se is not None]
+        inside = sum(1 for d, se in pairs if abs(d) < 2 * se)
+        if inside:
+            notes.append(f"{task}_delta is within 2 stderr of zero in {inside} of {len(pairs)} cells: no measured difference from the base there")
+    return notes
+
+
+# ---- output ----------------------------------------------------------------------------------
 
 
 def _fmt(value: Any) -> str:
@@ -151,16 +400,54 @@ def to_markdown(rows: Iterable[Dict[str, Any]], columns: List[str]) -> str:
     return "\n".join(lines)
 
 
-def write_summary(sweep_dir: Path) -> List[Dict[str, Any]]:
-    """Write summary.csv and summary.md for the cells of the sweep's grid; return the rows."""
+@dataclass
+class SweepSummary:
+    """What a sweep's summary shows: rows (sorted by the axes), their columns, data lines and notes."""
+
+    rows: List[Dict[str, Any]]
+    columns: List[str]
+    axes: List[str] = field(default_factory=list)
+    data: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
+def _with_spec_config(record: Dict[str, Any], sweep_dir: Path) -> Dict[str, Any]:
+    """A record that has no config (never ran) takes the one its cell spec was planned with."""
+    if record.get("config") or not record.get("cell_id"):
+        return record
+    spec = read_json(sweep_dir / str(record["cell_id"]) / CELL_SPEC_NAME) or {}
+    return {**record, "config": spec.get("config") or {}}
+
+
+def summarise(sweep_dir: Path) -> SweepSummary:
+    """Build the sweep's summary and write summary.csv and summary.md."""
     sweep_dir = Path(sweep_dir)
-    rows = [summary_row(r) for r in load_sweep(sweep_dir)]
-    columns = columns_for(rows)
+    records = [_with_spec_config(r, sweep_dir) for r in load_sweep(sweep_dir)]
+    configs = [r.get("config") or {} for r in records]
+    axes = varied_axes(configs, read_manifest(sweep_dir))
+    rows = [summary_row(r) for r in records]
+    for row, config in zip(rows, configs):
+        for axis in axes:
+            row[axis] = _axis_value(row, config, axis)
+    data = data_lines(records, rows, axes)
+    order = sorted(range(len(rows)), key=lambda i: tuple(natural_key(rows[i].get(a)) for a in axes))
+    rows = [rows[i] for i in order]
+    summary = SweepSummary(rows, columns_for(rows, axes), axes, data, notes_for(rows))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer = csv.DictWriter(buffer, fieldnames=summary.columns)
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(sweep_dir / "summary.csv", buffer.getvalue())
-    notes = "\n".join(f"- **{k}**: {v}" for k, v in DEFINITIONS.items())
-    write_text_atomic(sweep_dir / "summary.md", f"# Sweep summary: {sweep_dir.name}\n\n{to_markdown(rows, columns)}\n\n{notes}\n")
-    return rows
+    head = "".join(f"{line}\n\n" for line in summary.data)
+    caveats = "".join(f"**note**: {line}\n\n" for line in summary.notes)
+    definitions = "\n".join(f"- **{k}**: {v}" for k, v in DEFINITIONS.items())
+    write_text_atomic(
+        sweep_dir / "summary.md",
+        f"# Sweep summary: {sweep_dir.name}\n\n{head}{to_markdown(rows, summary.columns)}\n\n{caveats}{definitions}\n",
+    )
+    return summary
+
+
+def write_summary(sweep_dir: Path) -> List[Dict[str, Any]]:
+    """Write summary.csv and summary.md for the cells of the sweep's grid; return the rows (sorted by the axes)."""
+    return summarise(sweep_dir).rows

@@ -132,6 +132,14 @@ class Opened:
     eval_ctx: Any
     evaluators: Dict[str, Any]
     memory: Any
+    progress: Any = None
+    """The attempt's ``harness.progress.ProgressWriter`` (phases and training steps to progress.json)."""
+
+
+def _phase(cell: Opened, name: str) -> None:
+    """Tell progress.json the worker entered phase ``name``."""
+    if cell.progress is not None:
+        cell.progress.phase(name)
 
 
 def check_device_class(identity: Dict[str, Any], device: str) -> None:
@@ -144,7 +152,8 @@ def check_device_class(identity: Dict[str, Any], device: str) -> None:
                           "set run.device=cpu or run.device=cuda explicitly")
 
 
-def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Opened:
+def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float],
+              progress: Any = None) -> Opened:
     """Resolve the device, build the backend, load tokenizer and data, prepare the requested evaluators."""
     from harness import registry
     from harness.data.prepare import prepare_data
@@ -157,19 +166,22 @@ def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, 
     device = resolve_device(cfg.run.device)
     check_device_class(spec.get("identity", {}), device)
     record["environment"] = environment(device)
-    ctx = CellContext(cell_dir=cell_dir, cache_dir=Path(cfg.run.cache_dir).expanduser(), device=device)
+    record["model"] = {"weights": "random" if cfg.model.tiny else "pretrained"}  # tiny models are random-initialised
+    ctx = CellContext(cell_dir=cell_dir, cache_dir=Path(cfg.run.cache_dir).expanduser(), device=device, progress=progress)
     backend = registry.load("framework.backend", cfg.framework.backend, registry.BACKENDS)(cfg, ctx)
     memory = MemoryMeter(device)
     timings["imports"] = time.perf_counter() - started
 
+    if progress is not None:
+        progress.phase("data")
     mark = time.perf_counter()
     tokenizer = backend.load_tokenizer()
-    data = prepare_data(cfg.data, tokenizer, cfg.train.max_seq_len, cfg.train.seed, cache_dir=ctx.cache_dir)
+    data = prepare_data(cfg.data, tokenizer, cfg.train.max_seq_len, cfg.data.split_seed, cache_dir=ctx.cache_dir)
     timings["data"] = time.perf_counter() - mark
     # Evaluators are built and prepared before the model loads, so a bad task name fails fast.
     eval_ctx = EvalContext(data=data, cell_dir=cell_dir, cache_dir=ctx.cache_dir)
     evaluators = {name: ev for name, ev in load_evaluators(cfg, eval_ctx, timings).items() if name in spec["evals"]}
-    return Opened(device, backend, data, eval_ctx, evaluators, memory)
+    return Opened(device, backend, data, eval_ctx, evaluators, memory, progress)
 
 
 def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Dict[str, Any]:
@@ -180,13 +192,15 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
     from harness.measure import DEFINITIONS, StepMeter
 
     record["data"] = cell.data.stats
+    _phase(cell, "load")
     mark = time.perf_counter()
     params = cell.backend.load_model()
     timings["load"] = time.perf_counter() - mark
     record["memory"]["after_load"] = cell.memory.snapshot()
     baselines = _baselines(cfg, cell, record["cell_id"], timings, may_compute=True)
 
-    meter = StepMeter(grad_accum=cfg.train.grad_accum, warmup=cfg.train.measure_warmup_steps)
+    meter = StepMeter(grad_accum=cfg.train.grad_accum, warmup=cfg.train.measure_warmup_steps, cv_warn=cfg.run.step_cv_warn)
+    _phase(cell, "train")
     cell.memory.reset_peak()
     mark = time.perf_counter()
     train_stats = cell.backend.train(cell.data, meter)
@@ -200,6 +214,7 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
         record["train"]["diverged"] = point
         raise Diverged(f"training diverged: {point['metric']} became {point['value']} at step {point['step']}; the cell stopped there")
 
+    _phase(cell, "save")
     mark = time.perf_counter()
     weights = cell.backend.save_weights(cell_dir)
     record["artifacts"] = {"weights": weights.name if weights else None}
@@ -213,6 +228,7 @@ def _baselines(cfg: Any, cell: Opened, cell_id: str, timings: Dict[str, float], 
         return {}
     from harness.evaluators.baseline import score_baselines
 
+    _phase(cell, "baseline")
     return score_baselines(cfg, cell.evaluators, cell.backend.model_view(), cell.eval_ctx, cell_id, timings, may_compute=may_compute)
 
 
@@ -229,6 +245,7 @@ def evaluate_cell(
     view, diverged = cell.backend.model_view(), None
     for name, evaluator in cell.evaluators.items():
         key = spec["evals"][name]
+        _phase(cell, f"eval:{name}")
         result: Dict[str, Any] = {"evaluator": name, "key": key, "attempt": spec["attempt"], "status": "failed",
                                   "error": None, "rows": [], "config": spec["config"]["eval"].get(name)}
         mark = time.perf_counter()
@@ -254,12 +271,12 @@ def evaluate_cell(
     return diverged
 
 
-def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> None:
+def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float], progress: Any = None) -> None:
     """Train (when asked) then evaluate; the training record is written before evaluation starts."""
     from harness.records import RECORD_NAME, write_json_atomic
 
     cfg = load_config(spec)
-    cell = open_cell(cfg, spec, cell_dir, record, timings)
+    cell = open_cell(cfg, spec, cell_dir, record, timings, progress)
     if spec["train"]:
         baselines = train_cell(cfg, cell, cell_dir, record, timings)
         record["status"] = "ok"
@@ -268,6 +285,7 @@ def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: 
     else:
         from harness.store import weights_path
 
+        _phase(cell, "load")
         mark = time.perf_counter()
         cell.backend.load_model(weights=weights_path(cell_dir, record))
         timings["load"] = time.perf_counter() - mark
@@ -304,10 +322,14 @@ def main(argv: list[str]) -> int:
     spawned = os.environ.get(SPAWN_TIME_ENV)
     if spawned:
         timings["spawn_to_main"] = entered - float(spawned)
+    from harness.progress import DONE, ProgressWriter
+
+    progress = ProgressWriter(cell_dir, spec["attempt"], started=float(spawned) if spawned else entered)
+    progress.phase("start")
     begun = time.perf_counter()
     status, error = "ok", None
     try:
-        work(spec, cell_dir, record, timings)
+        work(spec, cell_dir, record, timings, progress)
     except KeyboardInterrupt:
         raise
     except Diverged as exc:
@@ -323,6 +345,7 @@ def main(argv: list[str]) -> int:
         record.update(status=status, error=error, attempt=spec["attempt"] if spec["train"] else record.get("attempt"))
         record["timings_s"] = {**record.get("timings_s", {}), **timings} if not spec["train"] else timings
         write_json_atomic(cell_dir / RECORD_NAME, record)
+    progress.phase(DONE)
     return 0 if status == "ok" else 1
 
 

@@ -8,8 +8,10 @@ byte-identical batches.
 from __future__ import annotations
 
 import re
+import sys
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from harness.backends.base import CellContext, ModelView
 from harness.config import HarnessConfig, lora_target_modules
@@ -72,8 +74,48 @@ class CountingCollator:
         return batch
 
 
-def _callbacks(cfg: HarnessConfig, meter: StepMeter) -> list:
-    """Trainer callbacks: the step meter, and early stopping that needs no checkpoints."""
+def _print_line(line: str) -> None:
+    """A line to the worker's stdout, which is its log file (the parent sets PYTHONUNBUFFERED)."""
+    print(line, file=sys.stdout)
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def log_line(step: int, max_steps: Optional[int], logs: Dict[str, Any], step_s: Optional[float], elapsed_s: float) -> str:
+    """One plain line of the worker's log for one Trainer log event (a training step, an evaluation, the end)."""
+    at = f"{step}/{max_steps}" if max_steps else str(step)
+    if "loss" in logs:
+        loss = _number(logs["loss"])
+        parts = [f"step {at}", f"loss {loss:.4f}" if loss is not None else f"loss {logs['loss']}"]
+        if _number(logs.get("learning_rate")) is not None:
+            parts.append(f"lr {_number(logs['learning_rate']):.2e}")
+        if _number(logs.get("grad_norm")) is not None:
+            parts.append(f"grad_norm {_number(logs['grad_norm']):.3f}")
+        if step_s is not None:
+            parts.append(f"{step_s:.3f} s/step")
+        parts.append(f"{elapsed_s:.1f} s elapsed")
+        return "  ".join(parts)
+    if "eval_loss" in logs:
+        runtime = _number(logs.get("eval_runtime"))
+        return f"eval at step {at}  eval_loss {_number(logs['eval_loss']):.4f}" + (f"  {runtime:.1f} s" if runtime is not None else "")
+    if "train_runtime" in logs:
+        loss = _number(logs.get("train_loss"))
+        return f"train end at step {at}  {_number(logs['train_runtime']):.1f} s" + (f"  train_loss {loss:.4f}" if loss is not None else "")
+    return f"log at step {at}  " + "  ".join(f"{k} {v}" for k, v in logs.items() if k != "total_flos")
+
+
+def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: Optional[Callable[[str], None]] = None) -> list:
+    """Trainer callbacks: the step meter, early stopping that needs no checkpoints, and the progress report.
+
+    ``progress`` (a ``harness.progress.ProgressWriter``) gets the step, max_steps and last loss
+    (it throttles its writes to one a second); ``log`` gets one plain line per Trainer log event
+    (``log_line``). Both come after the meter, outside the timed step.
+    """
     from transformers import TrainerCallback
 
     class MeterCallback(TrainerCallback):
@@ -125,9 +167,41 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter) -> list:
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             self._check(state, control, metrics, "eval_loss")
 
+    class Report(TrainerCallback):
+        """The training position to progress.json and one line per logged step to the worker's log."""
+
+        def __init__(self) -> None:
+            self.begun = self.last_at = time.perf_counter()
+            self.last_step = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.begun = self.last_at = time.perf_counter()
+            self.last_step = state.global_step
+            if progress is not None:
+                progress.step(state.global_step, state.max_steps, force=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress is not None and not control.should_log:  # a logged step reports with its loss in on_log
+                progress.step(state.global_step, state.max_steps)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if progress is not None and "loss" in logs:
+                progress.step(state.global_step, state.max_steps, _number(logs["loss"]))
+            if log is None:
+                return
+            now = time.perf_counter()
+            steps = state.global_step - self.last_step
+            step_s = (now - self.last_at) / steps if "loss" in logs and steps > 0 else None
+            if "loss" in logs:
+                self.last_at, self.last_step = now, state.global_step
+            log(log_line(state.global_step, state.max_steps, logs, step_s, now - self.begun))
+
     callbacks = [MeterCallback(), DivergenceWatch()]
     if cfg.train.early_stopping_patience > 0 and cfg.train.eval_every > 0:
         callbacks.append(EarlyStopping())
+    if progress is not None or log is not None:
+        callbacks.append(Report())
     return callbacks
 
 
@@ -281,6 +355,7 @@ class HFBackend:
         """SFTTrainer over the pre-tokenized sets; returns the loss curve and stop reason."""
         import torch
         from datasets import Dataset
+        from transformers.trainer_callback import PrinterCallback
         from trl import SFTTrainer
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -288,7 +363,7 @@ class HFBackend:
             meter.sync = torch.cuda.synchronize
         columns = lambda rows: [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]  # noqa: E731
         collator = CountingCollator(DataCollatorForLanguageModeling(pad_token_id=self.tokenizer.pad_token_id), meter)
-        callbacks = _callbacks(self.cfg, meter)
+        callbacks = _callbacks(self.cfg, meter, getattr(self.ctx, "progress", None), log=_print_line)
         trainer = SFTTrainer(
             model=self.model,
             args=self._sft_config(),
@@ -298,6 +373,7 @@ class HFBackend:
             data_collator=collator,
             callbacks=callbacks,
         )
+        trainer.remove_callback(PrinterCallback)  # its raw dicts; Report prints one plain line per step instead
         trainer.train()
         history = trainer.state.log_history
         early = next((cb for cb in callbacks if hasattr(cb, "stopped_at")), None)

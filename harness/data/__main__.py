@@ -121,7 +121,7 @@ def report(cfg: Any, stats: Dict[str, Any]) -> None:
     split = stats["split_examples"]
     print(
         f"split       {stats['kept']} kept -> train {split['train']} / validation {split['validation']} "
-        f"/ test {split['test']} (seed {stats['split_seed']})"
+        f"/ test {split['test']} (data.split_seed {stats['split_seed']})"
     )
     lengths = stats["token_lengths"]
     print(
@@ -183,7 +183,8 @@ def check(args: List[str]) -> int:
         return 1
     tokenizer = load_tokenizer(cfg)
     data = prepare_data(
-        cfg.data, tokenizer, cfg.train.max_seq_len, cfg.train.seed, cache_dir=Path(cfg.run.cache_dir).expanduser()
+        cfg.data, tokenizer, cfg.train.max_seq_len, cfg.data.split_seed, cache_dir=Path(cfg.run.cache_dir).expanduser(),
+        quiet=True,  # report() says the same, in more lines
     )
     report(cfg, data.stats)
     show_examples(tokenizer, data)
@@ -192,6 +193,9 @@ def check(args: List[str]) -> int:
 
 def main(argv: List[str]) -> int:
     """Entry point: dispatch the subcommand, print HarnessErrors in one line."""
+    from harness import require_installed
+
+    require_installed()
     if len(argv) < 2 or argv[1] != "check":
         print(USAGE, file=sys.stderr)
         return 2

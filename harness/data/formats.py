@@ -219,17 +219,39 @@ def _field_names(keys: List[str]) -> str:
     return ", ".join(filter(None, [shown, f"{others} other name(s)" if others else ""]))
 
 
+def evaluation_set(row: Any) -> Optional[str]:
+    """What a record of a known evaluation set (questions without answers to train on) is, else None."""
+    if not isinstance(row, dict):
+        return None
+    turns = row.get("turns")
+    if isinstance(turns, list) and turns and all(isinstance(turn, str) for turn in turns):
+        return "MT-Bench questions: 'turns' holds only the user's prompts, with no answers to train on"
+    if {"question", "choices", "answer"} <= set(row):
+        return ("multiple-choice questions in MMLU's question/choices/answer form; "
+                "score models on them with eval=[perplexity,mmlu] eval.lm_eval.mmlu_dir=FOLDER")
+    return None
+
+
 def detect_format(rows: Iterable[Any], fields: Fields, where: str) -> str:
     """The format most of the first records have the fields of; DataError-worthy problem if none."""
     counts: Dict[str, int] = {}
     first_keys: Optional[List[str]] = None
+    looks_like: Optional[str] = None
     for number, row in enumerate(rows):
         if number >= DETECT_SAMPLE:
             break
         if first_keys is None and isinstance(row, dict):
             first_keys = sorted(row)
+            looks_like = evaluation_set(row)
         for fmt in _votes(row, fields):
             counts[fmt] = counts.get(fmt, 0) + 1
+    if not counts and looks_like:  # no data.columns= mapping can make answers appear
+        raise RecordProblem(
+            "unknown_format",
+            f"{where}: this looks like an evaluation set, not training data ({looks_like}); "
+            "training needs records with an assistant reply (messages, conversations, instruction+output, "
+            "prompt+completion or ChatML text)",
+        )
     if not counts:
         shown = _field_names(first_keys) if first_keys else "no JSON objects"
         raise RecordProblem(

@@ -97,8 +97,9 @@ def _decode(path: Path) -> Tuple[str, bool]:
 
 def _bad_utf8(text: str) -> RecordProblem:
     """The problem for a record holding undecodable bytes, with the column of the first one."""
-    column = SURROGATE.search(text).start() + 1
-    return RecordProblem("bad_utf8", f"not valid UTF-8 (column {column})")
+    found = SURROGATE.search(text)
+    byte = ord(found.group()) - 0xDC00  # surrogateescape keeps byte b as U+DC00+b
+    return RecordProblem("bad_utf8", f"not valid UTF-8 (byte 0x{byte:02x} at column {found.start() + 1})")
 
 
 def read_file(path: Path) -> Tuple[str, List[Item]]:
@@ -304,14 +305,19 @@ def load_conversations(data: DataConfig, source: Any = None, cache_dir: Optional
     formats: Dict[str, str] = {}
     records = 0
     for label, kind, items in source.groups():
+        records += len(items)
+        if items and all(item.problem is not None for item in items):
+            # not one record parsed (bad UTF-8, broken JSON): say why, not that no format can be detected
+            for item in items:
+                log.add(item.where, item.problem)
+            continue
         group_fields = plain if kind == "chatml" else fields
         fmt = _group_format(data, kind, label, items, group_fields)
         formats[label] = fmt
-        records += len(items)
         examples.extend(_normalise_group(items, fmt, group_fields, log))
     log.raise_if_failing()
     if not examples:
-        raise DataError(f"{source.label}: no valid conversations ({log.total} invalid records: {dict(log.counts)})")
+        raise DataError(log.nothing_valid(source.label))
     return Loaded(
         source=source.label,
         examples=examples,

@@ -150,10 +150,28 @@ def _cache_parts(
     }
 
 
+def data_line(stats: Dict[str, Any]) -> str:
+    """One line of what the data became: records, invalid, each filter's drops, the split, examples trained on."""
+    invalid = sum(stats["invalid"].values())
+    dropped = {k: v for k, v in stats["filtered"].items() if v}
+    train = stats.get("train", {})
+    used = train.get("examples", stats["split_examples"]["train"])
+    return (
+        f"data: {stats['records']} records, {invalid} invalid{' (skipped)' if invalid else ''}; "
+        f"kept {stats['kept']}, dropped {sum(dropped.values())}"
+        + (f" ({', '.join(f'{k} {v}' for k, v in dropped.items())})" if dropped else "")
+        + f"; train {stats['split_examples']['train']} / validation {stats['split_examples']['validation']} "
+        f"/ test {stats['split_examples']['test']}; training on {used} examples"
+    )
+
+
 def prepare_data(
-    data: DataConfig, tokenizer: Any, max_seq_len: int, seed: int, cache_dir: Optional[Path] = None
+    data: DataConfig, tokenizer: Any, max_seq_len: int, seed: int, cache_dir: Optional[Path] = None, quiet: bool = False
 ) -> PreparedData:
-    """Prepared data for one cell, from the tokenized cache under ``cache_dir`` when an entry exists."""
+    """Prepared data for one cell, from the tokenized cache under ``cache_dir`` when an entry exists.
+
+    Prints ``data_line`` (into the worker's log) unless ``quiet``: filters can drop most of a file.
+    """
     template = ensure_chat_template(tokenizer)
     source = open_source(data, cache_dir)
     parts = _cache_parts(data, tokenizer, template, max_seq_len, seed, source.fingerprint())
@@ -174,6 +192,8 @@ def prepare_data(
         validation={**held.counts, **held.stats()},
         test={**test.counts, **test.stats()},
     )
+    if not quiet:
+        print(data_line(stats), flush=True)
     return PreparedData(
         train=train.rows(data.max_examples), heldout=held.rows(), test=test.rows(), stats=stats, splits=splits
     )

@@ -88,3 +88,12 @@ class ProblemLog:
             else ""
         )
         raise DataError(f"{self.messages[0]}{tail}")
+
+    def nothing_valid(self, label: str) -> str:
+        """One line for a source with no valid record: the first problem with its file and line, then the counts."""
+        if not self.total:
+            return f"{label}: no conversations in it"
+        if self.total == 1:
+            return f"{self.messages[0]} (no valid conversations: the only record is invalid)"
+        counts = ", ".join(f"{reason} {count}" for reason, count in self.counts.most_common())
+        return f"{self.messages[0]} (no valid conversations: all {self.total} records are invalid: {counts})"

@@ -171,6 +171,8 @@ def compare(cell_rows: List[Dict[str, Any]], base_rows: List[Dict[str, Any]]) ->
         both = row["stderr"] is not None and ref["stderr"] is not None
         se = math.hypot(row["stderr"], ref["stderr"]) if both else None
         out.append(metric_row(*name, f"{row['metric']}_delta", row["value"] - ref["value"], stderr=se, n=row["n"], **common))
+        if row.get("mmlu_dir"):  # a local MMLU folder's rows say so (see lmeval.rows_from_results)
+            out[-2]["mmlu_dir"] = out[-1]["mmlu_dir"] = row["mmlu_dir"]
     return out
 
 

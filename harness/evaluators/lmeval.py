@@ -11,7 +11,9 @@ folder. lm-eval's full output is kept as ``<cell>/lm_eval/results.json`` (and, w
 
 Rows: one per requested task (a group such as ``mmlu`` as its aggregate) and metric,
 with lm-eval's stderr and n = questions scored. A metric computed under a filter other
-than lm-eval's ``none`` is named ``metric/filter``.
+than lm-eval's ``none`` is named ``metric/filter``. Rows of the ``mmlu`` group generated
+from ``mmlu_dir`` keep the task name ``mmlu`` and carry ``mmlu_dir`` (the folder's path),
+so the summary labels them ``mmlu_local_<folder name>``, never as the hub benchmark.
 
 Worker-only: imports torch and lm_eval.
 """
@@ -69,6 +71,7 @@ def _reported(results: Dict[str, Any], requested: List[str]) -> List[str]:
 def rows_from_results(results: Dict[str, Any], requested: List[str]) -> List[Dict[str, Any]]:
     """Metric rows from a ``simple_evaluate`` result for the requested tasks."""
     rows = []
+    local = (results.get("harness") or {}).get("mmlu_dir")  # set by evaluate() when mmlu_dir swapped in the group
     for name in _reported(results, requested):
         entry = results["results"][name]
         better = results.get("higher_is_better", {}).get(name, {})
@@ -81,6 +84,8 @@ def rows_from_results(results: Dict[str, Any], requested: List[str]) -> List[Dic
             stderr = _number(entry.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr"))
             higher = bool(better.get(metric, True))
             rows.append(metric_row("lm_eval", name, label, float(value), stderr=stderr, n=n, higher_is_better=higher))
+            if local and name == mmlu_local.GROUP:
+                rows[-1]["mmlu_dir"] = local
     return rows
 
 

@@ -34,7 +34,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cuda: predict torch peak allocated on the catalogue GPUs; cpu: the worker's peak RSS on this host")
     parser.add_argument("--gpu", action="append", default=[], metavar="NAME", help="only these catalogue entries (repeatable)")
-    parser.add_argument("--hardware-dir", type=Path, default=None, help="catalogue folder (default conf/hardware)")
+    parser.add_argument("--hardware-dir", type=Path, default=None, help="catalogue folder (default hardware/)")
     parser.add_argument("--mfu", type=float, default=None, help="assumed MFU when no record gives throughput (default 0.35)")
     parser.add_argument("--attention", choices=("auto", "sdpa", "eager"), default="auto",
                         help="attention kernel: auto follows transformers' default per family")
@@ -198,6 +198,9 @@ def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: 0 on success, 2 on a rejected config."""
+    from harness import require_installed
+
+    require_installed()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         from harness.hardware import load_catalogue, lookup

@@ -86,7 +86,7 @@ def test_check_command_reports_without_training(harness_env, tmp_path):
     assert "format      sharegpt (detected)" in out
     assert "records     20 read, 20 valid, 0 invalid" in out
     assert "filters     min_assistant_tokens -0, placeholder -0, exact_duplicate -0, near_duplicate -0" in out
-    assert "split       20 kept -> train 16 / validation 2 / test 2 (seed 42)" in out
+    assert "split       20 kept -> train 16 / validation 2 / test 2 (data.split_seed 1234)" in out  # not train.seed
     assert "p50 " in out and "p95 " in out and "max " in out
     assert out.count("--- training example") == 2 and "\u27e6" in out and "\u27e7" in out
 

@@ -27,6 +27,7 @@ from tests.conftest import FAST, REPO, make_env, records, run_harness, sweep_of
 pytestmark = pytest.mark.integration
 FIXTURE = REPO / "tests" / "fixtures" / "mmlu_tiny"
 LIMIT, SHOTS, BATCH = 6, 5, 8
+LOCAL = "mmlu_local_mmlu_tiny_"
 TRAIN = ["train.max_steps=6", "train.eval_every=0", "train.measure_warmup_steps=1", "train.lr=0.01"]
 
 
@@ -58,9 +59,12 @@ def test_sweep_reports_perplexity_mmlu_with_stderr_and_delta_against_one_shared_
     assert len(table) == 2
     for row in table:
         assert float(row["perplexity"]) > 1 and row["ppl_delta"] and float(row["seq_ppl"]) > 1
-        assert 0 <= float(row["mmlu_acc"]) <= 1 and float(row["mmlu_acc_se"]) >= 0 and 0 <= float(row["mmlu_base"]) <= 1
-        assert float(row["mmlu_delta"]) == pytest.approx(float(row["mmlu_acc"]) - float(row["mmlu_base"]))
-    assert "vs base" in result.stdout and "mmlu_acc" in result.stdout
+        # a local folder is labelled by its name, never as the hub benchmark
+        local = {k[len(LOCAL):]: v for k, v in row.items() if k.startswith(LOCAL)}
+        assert "mmlu_acc" not in row and 0 <= float(local["acc"]) <= 1 and float(local["acc_se"]) >= 0
+        assert 0 <= float(local["base"]) <= 1 and float(local["delta_se"]) > 0
+        assert float(local["delta"]) == pytest.approx(float(local["acc"]) - float(local["base"]))
+    assert "vs base" in result.stdout and f"{LOCAL}acc" in result.stdout and "| mmlu_acc" not in result.stdout
     cells = list(records(sweep_dir).values())
     for evaluator in ("perplexity", "lm_eval"):
         keys = {r["baselines"][evaluator]["key"] for r in cells}
@@ -68,7 +72,7 @@ def test_sweep_reports_perplexity_mmlu_with_stderr_and_delta_against_one_shared_
         assert sorted(r["baselines"][evaluator]["computed_here"] for r in cells) == [False, True]
     for record in cells:
         acc = _row(record, "lm_eval", "acc")
-        assert acc["task"] == "mmlu" and acc["n"] == 3 * LIMIT and acc["stderr"] is not None
+        assert acc["task"] == "mmlu" and acc["n"] == 3 * LIMIT and acc["stderr"] is not None and acc["mmlu_dir"] == str(FIXTURE)
         assert _row(record, "lm_eval", "acc_base")["value"] == _row(cells[0], "lm_eval", "acc_base")["value"]
         assert {"eval_perplexity", "eval_lm_eval", "eval_lm_eval_prepare", "baseline_lm_eval"} <= set(record["timings_s"])
         assert (sweep_dir / record["cell_id"] / "evals" / record["evals"]["lm_eval"] / "lm_eval" / "results.json").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -51,13 +52,17 @@ def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
         assert (sweep / cid / "record.json").stat().st_mtime == mtime
     rows = _summary(sweep)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    assert {(r["model"], r["lora_r"]) for r in rows} == {
+    # the axes lead, rows in their natural order (r8 before r16), not by cell hash
+    assert [(r["model"], r["lora_r"]) for r in rows] == [
         ("tiny-llama", "8"), ("tiny-llama", "16"), ("tiny-mistral", "8"), ("tiny-mistral", "16")
-    }
+    ]
+    assert list(rows[0])[:3] == ["model", "lora_r", "cell"]  # in the order the command named them
     for row in rows:
         assert float(row["peak_mem_mib"]) > 0 and row["mem_counter"] == "host_peak_rss"
-        assert float(row["tokens_per_s"]) > 0 and float(row["perplexity"]) > 1
+        assert float(row["tokens_per_s"]) > 0 and float(row["perplexity"]) > 1 and row["weights"] == "random"
     assert "4/4 cells ok" in result.stdout
+    assert "\ndata: bundled chat.jsonl — " in result.stdout and "(split_seed 1234)" in result.stdout  # not train.seed
+    assert "note: random-weight tiny models" in result.stdout
 
 
 def test_qlora_and_dora_cells(harness_env, tmp_path):
@@ -134,6 +139,16 @@ def test_parent_never_imports_torch(harness_env, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TORCH_IN_PARENT False" in result.stdout
     assert list(tmp_path.glob("*/summary.csv"))
+    # Progress (harness.progress), on the same cell: progress.json ends "done" with the wall time, the
+    # worker's log has one line per step, and stdout (not a terminal) has the start line, naming the
+    # log, before the end line.
+    (cell_dir,) = tmp_path.glob("cells/*")
+    state = json.loads((cell_dir / "progress.json").read_text())
+    assert state["phase"] == "done" and state["step"] == state["max_steps"] == 4 and state["wall_s"] > 0
+    log = (cell_dir / "worker.log").read_text()
+    assert all(f"step {n}/4  loss " in log and "s/step" in log for n in range(1, 5)), log
+    start = result.stdout.index(f"{cell_dir.name}: training  (log: {cell_dir / 'worker.log'})")
+    assert result.stdout.index(f"{cell_dir.name}: ok") > start
 
 
 def test_rerun_reuses_ok_cell_and_force_reruns_it(harness_env, tmp_path):

@@ -14,8 +14,7 @@ from harness.main import validate
 
 pytestmark = pytest.mark.unit
 CONF = Path(__file__).resolve().parents[2] / "conf"
-# conf/hardware is the planner's catalogue, read directly (harness/hardware.py), not a cell-config group
-NOT_GROUPS = {"hydra", "hardware"}
+NOT_GROUPS = {"hydra"}
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name not in NOT_GROUPS)
 
 

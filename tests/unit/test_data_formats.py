@@ -111,3 +111,26 @@ def test_undetectable_format_names_the_fields(tmp_path):
         DataError, match=r"odd.jsonl: cannot detect the format \(records have fields: a, q\).*data.columns"
     ):
         _load(path)
+
+
+EVAL_SETS = Path(__file__).resolve().parents[1] / "fixtures" / "eval_sets"
+
+
+def test_mt_bench_questions_are_named_an_evaluation_set_not_training_data():
+    """MT-Bench's question.jsonl (3 lines of FastChat's llm_judge data): prompts with no answers."""
+    from harness.errors import DataError
+
+    path = EVAL_SETS / "mt_bench_question.jsonl"
+    with pytest.raises(DataError) as info:
+        _load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: this looks like an evaluation set, not training data (MT-Bench questions")
+    assert "data.columns" not in message  # no column mapping can make answers appear
+
+
+def test_mmlu_style_questions_are_named_an_evaluation_set():
+    from harness.errors import DataError
+
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu_tiny" / "test.jsonl"
+    with pytest.raises(DataError, match=r"evaluation set, not training data \(multiple-choice questions.*mmlu_dir"):
+        _load(path)

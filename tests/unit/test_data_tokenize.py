@@ -106,6 +106,24 @@ def test_prepared_splits_and_stats(tokenizer):
     assert stats["token_lengths"]["p50"] <= stats["token_lengths"]["p95"] <= stats["token_lengths"]["max"]
 
 
+def test_prepare_prints_one_data_line_with_kept_and_dropped(tokenizer, tmp_path, capsys):
+    """The worker's log says what filters dropped (a sweep would otherwise train on 153 of 500 silently)."""
+    rows = [json.loads(line) for line in (FIXTURES / "messages.jsonl").read_text().splitlines() if line.strip()]
+    path = tmp_path / "dupes.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows + rows[:3]) + "\n")
+    data = prepare_data(DataConfig(path=str(path), max_examples=2), tokenizer, 256, seed=1, cache_dir=tmp_path)
+    (line,) = [out for out in capsys.readouterr().out.splitlines() if out.startswith("data: ")]
+    stats = data.stats
+    split = stats["split_examples"]
+    assert line == (
+        f"data: {len(rows) + 3} records, 0 invalid; kept {stats['kept']}, dropped {len(rows) + 3 - stats['kept']} "
+        f"(exact_duplicate 3); train {split['train']} / validation {split['validation']} / test {split['test']}; "
+        "training on 2 examples"
+    )
+    prepare_data(DataConfig(path=str(path)), tokenizer, 256, seed=1, cache_dir=tmp_path, quiet=True)
+    assert "data: " not in capsys.readouterr().out
+
+
 def test_cache_is_shared_across_max_examples_and_keyed_by_settings(tokenizer, tmp_path):
     config = DataConfig(path=str(FIXTURES / "messages.jsonl"))
     first = prepare_data(config, tokenizer, 256, seed=1, cache_dir=tmp_path)

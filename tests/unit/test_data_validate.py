@@ -66,7 +66,7 @@ def test_each_broken_record_fails_in_one_line_with_file_and_line(tmp_path, reaso
 def test_bad_utf8_names_the_line(tmp_path):
     path = tmp_path / "bytes.jsonl"
     path.write_bytes(json.dumps(GOOD).encode() + b'\n{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
-    with pytest.raises(DataError, match=r"bytes.jsonl:2: not valid UTF-8 \(column 47\)"):
+    with pytest.raises(DataError, match=r"bytes.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 47\)"):
         load_conversations(DataConfig(path=str(path)))
 
 
@@ -123,6 +123,45 @@ def test_nothing_valid_is_an_error_even_with_skip(tmp_path):
     path = _file(tmp_path, [BROKEN["empty_turn"]])
     with pytest.raises(DataError, match="no valid conversations"):
         load_conversations(DataConfig(path=str(path), on_error="skip"))
+
+
+def test_nothing_valid_still_names_the_first_bad_record(tmp_path):
+    """All records invalid: the first one's file:line and problem, then the counts by reason (one line)."""
+    one = _file(tmp_path, [BROKEN["unknown_role"]], "one.jsonl")
+    with pytest.raises(DataError) as info:
+        load_conversations(DataConfig(path=str(one), on_error="skip"))
+    assert str(info.value) == (
+        f"{one}:1: turn 1 has unknown role 'robot' (expected assistant, developer, system, user) "
+        "(no valid conversations: the only record is invalid)"
+    )
+    many = _file(tmp_path, [BROKEN["unknown_role"], BROKEN["empty_turn"], BROKEN["unknown_role"]], "many.jsonl")
+    with pytest.raises(DataError) as info:
+        load_conversations(DataConfig(path=str(many), on_error="skip"))
+    assert str(info.value) == (
+        f"{many}:1: turn 1 has unknown role 'robot' (expected assistant, developer, system, user) "
+        "(no valid conversations: all 3 records are invalid: unknown_role 2, empty_turn 1)"
+    )
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_one_line_file_with_bad_utf8_names_the_byte(tmp_path, on_error):
+    """Not "cannot detect the format": the file, line, byte and column."""
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(b'{"messages": [{"role": "user", "content": "h\xffi"}]}\n')
+    with pytest.raises(DataError) as info:
+        load_conversations(DataConfig(path=str(path), on_error=on_error))
+    message = str(info.value)
+    assert message.startswith(f"{path}:1: not valid UTF-8 (byte 0xff at column 45)")
+    assert "cannot detect" not in message and "\n" not in message
+
+
+def test_an_unreadable_file_beside_good_ones_is_skipped_and_counted(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps(GOOD) + "\n")
+    (tmp_path / "b.jsonl").write_bytes(b'{"x": "\xff"}\n')
+    loaded = load_conversations(DataConfig(path=str(tmp_path), on_error="skip"))
+    assert len(loaded.examples) == 1 and loaded.problems.counts == {"bad_utf8": 1}
+    with pytest.raises(DataError, match=r"b.jsonl:1: not valid UTF-8 \(byte 0xff at column 8\)$"):
+        load_conversations(DataConfig(path=str(tmp_path)))
 
 
 def test_parent_validation_rejects_bad_data_before_any_cell(tmp_path):

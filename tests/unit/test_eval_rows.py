@@ -95,9 +95,10 @@ def test_summary_columns_show_primary_metric_stderr_base_and_delta(tmp_path):
     ]
     record = new_record("c1", "ok", {"model": {"name": "m"}, "peft": {"method": "lora"}, "lora": {"r": 8}}, metrics=metrics)
     cells = lm_eval_cells(record)
-    assert cells == {"mmlu_acc": 0.375, "mmlu_acc_se": 0.18, "mmlu_base": 0.383, "mmlu_delta": -0.008,
-                     "hellaswag_acc_norm": 0.35, "hellaswag_acc_norm_se": 0.011, "hellaswag_base": None, "hellaswag_delta": None}
-    assert lm_eval_headlines(record)[0] == "mmlu acc 0.375±0.180 (-0.008 vs base)"
+    assert cells == {"mmlu_acc": 0.375, "mmlu_acc_se": 0.18, "mmlu_base": 0.383, "mmlu_delta": -0.008, "mmlu_delta_se": 0.25,
+                     "hellaswag_acc_norm": 0.35, "hellaswag_acc_norm_se": 0.011, "hellaswag_base": None, "hellaswag_delta": None,
+                     "hellaswag_delta_se": None}
+    assert lm_eval_headlines(record)[0] == "mmlu acc 0.375±0.180 (-0.008±0.250 vs base)"
     write_json_atomic(tmp_path / "c1" / "cell.json", {"cell_id": "c1", "config": record["config"]})
     write_json_atomic(tmp_path / "c1" / "record.json", record)
     rows = write_summary(tmp_path)
