@@ -32,9 +32,11 @@ from harness.store import load_sweep, read_manifest
 
 COLUMNS = [
     "cell", "status", "model", "weights", "device", "framework", "quant", "peft", "lora_r", "trainable_params",
-    "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "mfu", "train_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
+    "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "mfu", "train_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
     "examples", "trained_tokens", "wall_s", "error",
 ]
+SPREAD = ("tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag")
+"""Per-step throughput quartiles and step-time CV (record train block; n/a, i.e. empty, under 8 measured steps)."""
 TRAIN_LOSS_WINDOW = 5
 DEFINITIONS = {
     "axes (leading columns)": "the config keys whose values differ across the sweep's cells (model, lora_r, train.seed, ...); rows are sorted by them",
@@ -44,6 +46,8 @@ DEFINITIONS = {
     "pred_mem_mib": "the capacity planner's analytic prediction of the same counter (python -m harness.plan, uncalibrated), at the largest micro-batch the cell built",
     "pred_err_pct": "(pred_mem_mib - peak_mem_mib) / peak_mem_mib x 100",
     "tokens_per_s": "loss-bearing tokens per second of optimizer-step time, warm-up steps excluded",
+    "tokens_per_s_p25, _p50, _p75": "quartiles of per-step throughput (a step's loss tokens / its time) over the measured steps; empty under 8 steps",
+    "step_cv, step_cv_flag": "standard deviation / mean of the measured step times, and whether it is above run.step_cv_warn (noisy throughput)",
     "mfu": "model FLOPs utilisation against the catalogue's dense bf16 peak of the matched device (record efficiency.mfu)",
     "train_loss": f"mean training loss of the last {TRAIN_LOSS_WINDOW} logged optimizer steps",
     "eval_loss": "token-weighted held-out loss (nats/token) on the held-out split after training",
@@ -111,6 +115,7 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
         "mem_counter": peak.get("counter"),
         **prediction_cells(record),
         "tokens_per_s": train.get("tokens_per_s"),
+        **{key: train.get(key) for key in SPREAD},
         "mfu": record.get("efficiency", {}).get("mfu"),
         "train_loss": _train_loss(train.get("loss_curve", [])),
         "eval_loss": _metric(record, "perplexity", "eval_loss"),
@@ -371,6 +376,10 @@ def notes_for(rows: List[Dict[str, Any]]) -> List[str]:
         notes.append(NOTES["cpu"])
     if any(row.get("quant") in ("4bit", "8bit") for row in cpu):
         notes.append(NOTES["cpu_bnb"])
+    noisy = [row for row in rows if row.get("step_cv_flag")]
+    if noisy:
+        notes.append(f"tokens_per_s is noisy in {len(noisy)} of {len(rows)} cells (step_cv above run.step_cv_warn): "
+                     "read tokens_per_s_p25..p75 in summary.csv, not one number")
     for column in sorted({c for row in rows for c in row if c.endswith("_delta_se")}):
         task = column[: -len("_delta_se")]
         pairs = [(row.get(f"{task}_delta"), row.get(column)) for row in rows]

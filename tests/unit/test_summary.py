@@ -238,3 +238,12 @@ def test_split_seed_is_in_the_tokenized_cache_key(monkeypatch):
         cache.cache_key(prepare._cache_parts(replace(DataConfig(), split_seed=s), None, "t", 256, s, "data")) for s in (1, 2)
     }
     assert len(keys) == 2
+
+
+def test_noisy_throughput_is_flagged_under_the_table_and_its_spread_is_in_the_columns():
+    from harness.summary import COLUMNS, notes_for
+
+    assert {"tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag"} <= set(COLUMNS)
+    rows = [{"step_cv": 0.9, "step_cv_flag": True}, {"step_cv": 0.1, "step_cv_flag": False}]
+    assert any(note.startswith("tokens_per_s is noisy in 1 of 2 cells") for note in notes_for(rows))
+    assert not any("noisy" in note for note in notes_for(rows[1:]))
