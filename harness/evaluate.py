@@ -36,7 +36,7 @@ def parse(argv: List[str]) -> tuple[Path, List[str]]:
 
 def evaluation_settings(overrides: List[str]) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """(eval block, run block) composed and validated as ``python -m harness`` would."""
-    from harness.data.__main__ import compose
+    from harness.hydra_setup import compose
 
     typed = compose(overrides)
     return dataclasses.asdict(typed.eval), dataclasses.asdict(typed.run)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from harness.config import register_configs
+from harness.errors import ConfigError
 from harness.main import register_resolvers
 from hydra_plugins.harness_searchpath.harness_searchpath import SWEEPS_DIR
 from hydra_plugins.harness_sweeper.harness_sweeper import ValidatingSweeperConf
@@ -59,3 +60,33 @@ def named_sweeps_help() -> str:
         if sweep["grid"]:
             lines.append(f"{'':<20} grid: {sweep['grid']}")
     return "\n".join(lines) or "(none: sweeps/ has no .yaml files)"
+
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+"""The primary config folder (conf/), as ``python -m harness`` uses it."""
+
+
+def compose(overrides: List[str]) -> Any:
+    """The validated HarnessConfig for these overrides (as ``python -m harness`` would build it)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.schema_keys import check_known_keys
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+        typed = OmegaConf.to_object(cfg)
+        check_known_keys(OmegaConf.to_container(cfg))  # +data.fromat=x would otherwise be ignored
+        return typed
+    except ConfigError as exc:
+        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    except (OmegaConfBaseException, HydraException, ValueError, AssertionError) as exc:
+        from harness.preflight import composition_problem
+
+        raise ConfigError(composition_problem(exc, overrides)) from None

@@ -21,43 +21,15 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from harness.errors import ConfigError, HarnessError
+from harness.hydra_setup import compose
 
 USAGE = "usage: python -m harness.data check PATH [key=value ...]   (or data.hub_id=ID instead of PATH)"
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MARK_OPEN, MARK_CLOSE = "\u27e6", "\u27e7"
 
 
 def _quote(value: str) -> str:
     """A Hydra override value that survives spaces, commas and quotes in paths."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def compose(overrides: List[str]) -> Any:
-    """The validated HarnessConfig for these overrides (as ``python -m harness`` would build it)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from harness.hydra_setup import register
-    from harness.schema_keys import check_known_keys
-
-    register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-        typed = OmegaConf.to_object(cfg)
-        check_known_keys(OmegaConf.to_container(cfg))  # +data.fromat=x would otherwise be ignored
-        return typed
-    except ConfigError as exc:
-        raise ConfigError(str(exc).strip().splitlines()[0]) from None
-    except (OmegaConfBaseException, HydraException, ValueError, AssertionError) as exc:
-        from harness.preflight import composition_problem
-
-        raise ConfigError(composition_problem(exc, overrides)) from None
 
 
 def list_problems(data: Any) -> int:

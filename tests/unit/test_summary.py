@@ -215,7 +215,7 @@ def test_console_shows_lm_eval_scores_and_deltas_with_their_stderr(tmp_path):
 
 
 def test_split_seed_not_train_seed_picks_the_validation_set():
-    from harness.data.__main__ import compose
+    from harness.hydra_setup import compose
     from harness.data.prepare import select_examples
 
     seeds = [compose([f"train.seed={seed}"]) for seed in (1, 2)]
