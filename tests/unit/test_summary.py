@@ -215,8 +215,8 @@ def test_console_shows_lm_eval_scores_and_deltas_with_their_stderr(tmp_path):
 
 
 def test_split_seed_not_train_seed_picks_the_validation_set():
-    from harness.hydra_setup import compose
     from harness.data.prepare import select_examples
+    from harness.hydra_setup import compose
 
     seeds = [compose([f"train.seed={seed}"]) for seed in (1, 2)]
     assert seeds[0].data.split_seed == seeds[1].data.split_seed == 1234
