@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from omegaconf import DictConfig
 
 from harness.main import STATE
 from harness.summary import COLUMNS, SweepSummary, summarise, to_markdown
+from harness.summary_quality import console_hidden
 
 SHOWN = ["cell", "status", "peak_mem_mib", "pred_mem_mib", "mem_counter", "tokens_per_s", "eval_loss", "perplexity", "ppl_delta", "wall_s"]
 
@@ -27,7 +29,7 @@ def console_table(summary: SweepSummary, not_ok: int) -> str:
     ``weights`` joins when cells mix random and pretrained models; bases stay in the files.
     """
     rows, axes = summary.rows, summary.axes
-    scores = [c for c in summary.columns if c not in COLUMNS and c not in axes and not c.endswith("_base")]
+    scores = [c for c in summary.columns if c not in COLUMNS and c not in axes and not c.endswith("_base") and not console_hidden(c)]
     merged = [c for c in scores if f"{c}_se" in scores]  # <task>_<metric> and <task>_delta, each with its stderr
     scores = [c for c in scores if not (c.endswith("_se") and c[:-3] in merged)]
     mixed = ["weights"] if len({row.get("weights") for row in rows}) > 1 and "weights" not in axes else []
@@ -40,8 +42,26 @@ def console_table(summary: SweepSummary, not_ok: int) -> str:
     return to_markdown(table, columns)
 
 
-def finish(sweep_dir: Path) -> None:
-    """Write summary files for ``sweep_dir``, print them, and set the exit status."""
+def judge_first(sweep_dir: Path) -> None:
+    """Judge the sweep's stored answers (judged benchmarks only); a judge problem is one line, never a lost summary."""
+    from harness.store import read_manifest
+
+    if not any(job.get("judges") for job in (read_manifest(sweep_dir) or {}).get("jobs", {}).values()):
+        return  # nothing judged: the judge package (and the openai client) is never imported
+    from harness.errors import HarnessError
+    from harness.judge.run import judge_pending
+
+    try:
+        judge_pending(sweep_dir)
+    except HarnessError as exc:
+        print(f"error: judge: {exc}", file=sys.stderr)
+
+
+def finish(sweep_dir: Path, judge: bool = True) -> None:
+    """Judge what the sweep's cells generated (unless ``judge`` is False), write the summary files, print them,
+    and set the exit status."""
+    if judge:
+        judge_first(Path(sweep_dir))
     summary = summarise(sweep_dir)
     rows = summary.rows
     STATE.not_ok = sum(1 for row in rows if row["status"] != "ok")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -40,13 +40,20 @@ class CellPlan:
     evals: Dict[str, str]
     """evaluator name -> result key, for the evaluators this command asks for."""
     cell_dir: Path
+    judges: Dict[str, str] = field(default_factory=dict)
+    """judged benchmark -> its judge result key (``harness.judge.keys``); judged by the parent after the cells."""
+    judge: Optional[Dict[str, Any]] = None
+    """The judge settings (eval.judge block and cache folder) when any benchmark is judged."""
 
 
 def plan_cell(config: Dict[str, Any], run_root: Path) -> CellPlan:
     """Identity, id, evaluation keys and store folder of a resolved config."""
+    from harness.judge.keys import judge_keys, judge_settings
+
     identity = cell_identity(config)
     cid = cell_id(config, identity)
-    return CellPlan(cid, identity, config, eval_keys(config), store.cell_path(run_root, cid))
+    evals = eval_keys(config)
+    return CellPlan(cid, identity, config, evals, store.cell_path(run_root, cid), judge_keys(config, evals), judge_settings(config))
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from harness.errors import ConfigError
+from harness.eval_blocks import AlpacaEvalConfig, DomainEvalConfig, JudgeConfig, MtBenchEvalConfig
 from harness.hf_names import LR_SCHEDULERS, OPTIMIZERS
 from harness.names import COMMIT_HASH, RESERVED_SWEEPS, check_run_root_name, local_folder, path_segment, pickle_only
 from harness.names import require as _require
@@ -458,13 +459,22 @@ class EvalConfig:
     """Held-out perplexity; see PerplexityEvalConfig."""
     lm_eval: Optional[LmEvalConfig] = None
     """lm-evaluation-harness tasks (conf/eval/mmlu.yaml: MMLU 5-shot); see LmEvalConfig."""
+    mt_bench: Optional[MtBenchEvalConfig] = None
+    """MT-Bench answers (generated here, judged by eval.judge); see harness/eval_blocks.py."""
+    alpaca_eval: Optional[AlpacaEvalConfig] = None
+    """AlpacaEval 2.0 answers (generated here, judged against a reference by eval.judge)."""
+    domain: Optional[DomainEvalConfig] = None
+    """Your own prompt/reference set: exact match, ROUGE-L and BLEU of greedy answers (eval.domain.path=FILE)."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """The LLM judge of mt_bench and alpaca_eval (any OpenAI-compatible server); not an evaluator itself."""
     baseline: bool = True
     """Also score the untrained base once per (model, quantization, evaluator config), cached and shared
     by every cell, and report each metric's ``_base`` and ``_delta`` (cell minus base)."""
 
     def enabled(self) -> List[str]:
         """Names of the evaluators whose block is set, in a stable order."""
-        return [name for name in ("perplexity", "lm_eval") if getattr(self, name) is not None]
+        names = ("perplexity", "lm_eval", "mt_bench", "alpaca_eval", "domain")
+        return [name for name in names if getattr(self, name) is not None]
 
 
 @dataclass
@@ -518,6 +528,7 @@ class HarnessConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        from harness.judge.keys import JUDGED
         from harness.registry import BACKENDS, check_evaluator_config, check_name
 
         check_name("framework.backend", self.framework.backend, BACKENDS)
@@ -532,6 +543,12 @@ class HarnessConfig:
             lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
         for name in self.eval.enabled():  # files and caches an evaluator's block points at
             check_evaluator_config(name, getattr(self.eval, name), self.run.cache_dir)
+        if any(name in JUDGED for name in self.eval.enabled()):  # a judge that cannot work fails before any training
+            from dataclasses import asdict
+
+            from harness.judge.prices import check_judge_settings
+
+            check_judge_settings(asdict(self.eval.judge))
 
     def adapter(self) -> bool:
         """True when the cell trains an adapter on a frozen base."""

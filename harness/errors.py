@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 NAME_LIKE = re.compile(r"[A-Za-z0-9_ .:-]{1,32}")
 
@@ -35,3 +35,17 @@ class DataError(HarnessError):
 
 class HubUnavailableError(HarnessError):
     """A model or dataset that lives on a hub could not be reached."""
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """A command's exit code: ``body()``; 2 with one ``error:`` line for a HarnessError; 130 on Ctrl-C."""
+    import sys
+
+    try:
+        return body()
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

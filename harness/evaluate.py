@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError, run_cli
 
 USAGE = "usage: python -m harness.evaluate SWEEP_DIR eval=[NAME,...] [eval.KEY=VALUE ...] [run.timeout_s=S run.on_busy=wait|skip]"
 ALLOWED = ("eval", "+eval", "eval.", "+eval.", "run.timeout_s=", "run.on_busy=", "run.cache_dir=")
@@ -47,6 +47,8 @@ def evaluate_sweep(sweep_dir: Path, overrides: List[str]) -> int:
     from harness.callbacks import finish
     from harness.cell import CellPlan, run_cell
     from harness.identity import eval_keys
+    from harness.judge.keys import judge_keys, judge_settings
+    from harness.main import manifest_entry
     from harness.records import CELL_SPEC_NAME, RECORD_NAME, read_json
     from harness.store import read_manifest, update_manifest
 
@@ -61,10 +63,12 @@ def evaluate_sweep(sweep_dir: Path, overrides: List[str]) -> int:
             print(f"#{num} {job['cell_id']}: not trained ok ({(record or {}).get('status', 'no record')}); nothing to evaluate")
             continue
         config = {**spec["config"], "eval": block, "run": {**spec["config"]["run"], **{k: run[k] for k in ("timeout_s", "on_busy", "cache_dir")}}}
-        plan = CellPlan(job["cell_id"], spec.get("identity", {}), config, eval_keys(config), cell_dir.resolve())
+        evals = eval_keys(config)
+        plan = CellPlan(job["cell_id"], spec.get("identity", {}), config, evals, cell_dir.resolve(), judge_keys(config, evals),
+                        judge_settings(config))
         view, note = run_cell(plan, timeout_s=run["timeout_s"], force=False, on_busy=run["on_busy"], say=print)
         print(f"#{num} {plan.cell_id}: {view['status']}  {note or view.get('error') or ''}".rstrip(), flush=True)
-        update_manifest(sweep_dir, num, {**job, "evals": plan.evals})
+        update_manifest(sweep_dir, num, manifest_entry(plan, job.get("overrides", [])))
     finish(Path(sweep_dir))
     from harness.main import STATE
 
@@ -73,15 +77,7 @@ def evaluate_sweep(sweep_dir: Path, overrides: List[str]) -> int:
 
 def main(argv: List[str] = sys.argv) -> int:
     """Entry point: 0 when every cell and evaluation is ok, 1 when one is not, 2 on bad input."""
-    try:
-        sweep_dir, overrides = parse(argv)
-        return evaluate_sweep(sweep_dir, overrides)
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_cli(lambda: evaluate_sweep(*parse(argv)))
 
 
 if __name__ == "__main__":

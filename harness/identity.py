@@ -237,13 +237,22 @@ def cell_id(config: Dict[str, Any], identity: Dict[str, Any]) -> str:
 
 
 def eval_keys(config: Dict[str, Any]) -> Dict[str, str]:
-    """evaluator name -> key of its result for this config: name, block, baseline flag and declared inputs."""
+    """evaluator name -> key of its result for this config: name, block, baseline flag and declared inputs.
+
+    A generation evaluator's key leaves out its judge-only settings and adds its input files'
+    content (``harness.eval_blocks``): a new judge prompt re-judges the same answers.
+    """
+    from harness.eval_blocks import generation_block, input_digests
+
     block = config.get("eval") or {}
     keys = {}
     for name, settings in block.items():
-        if name == "baseline" or settings is None:
+        if name in ("baseline", "judge") or settings is None:
             continue
-        inputs = {"name": name, "config": settings, "baseline": block.get("baseline", True)}
+        inputs = {"name": name, "config": generation_block(name, settings), "baseline": block.get("baseline", True)}
+        files = input_digests(name, settings)
+        if files:
+            inputs["files"] = files
         mmlu_dir = settings.get("mmlu_dir") if isinstance(settings, dict) else None
         if mmlu_dir:  # a local data folder is an input: edited questions must be scored again
             from harness.data.load import source_files

@@ -163,7 +163,10 @@ def check_sweep_dir(sweep_dir: Path, run_root: Path) -> None:
 
 def manifest_entry(plan: Any, overrides: List[str]) -> Dict[str, Any]:
     """One job's line in the sweep manifest."""
-    return {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides}
+    entry = {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides}
+    if plan.judges:  # judged after the cells by the parent (harness.judge.run), with these settings
+        entry.update(judges=plan.judges, judge=plan.judge)
+    return entry
 
 
 def _describe(record: Dict[str, Any]) -> str:

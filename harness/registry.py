@@ -19,6 +19,9 @@ BACKENDS: Dict[str, str] = {
 EVALUATORS: Dict[str, str] = {
     "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",
     "lm_eval": "harness.evaluators.lmeval:LmEvalEvaluator",
+    "mt_bench": "harness.evaluators.mt_bench:MtBenchEvaluator",
+    "alpaca_eval": "harness.evaluators.alpaca_eval:AlpacaEvalEvaluator",
+    "domain": "harness.evaluators.domain:DomainEvaluator",
 }
 # Parent-side checks of an evaluator's block that need more than its dataclass (files, caches):
 # ``check(block, cache_dir)`` raises a one-line ConfigError. Each module named here must stay
@@ -26,6 +29,9 @@ EVALUATORS: Dict[str, str] = {
 # so harness.config never imports an evaluator module.
 EVALUATOR_CHECKS: Dict[str, str] = {
     "lm_eval": "harness.evaluators.lmeval_tasks:check_config",
+    "mt_bench": "harness.eval_blocks:check_mt_bench",
+    "alpaca_eval": "harness.eval_blocks:check_alpaca_eval",
+    "domain": "harness.eval_blocks:check_domain",
 }
 
 

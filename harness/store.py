@@ -237,6 +237,12 @@ def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = No
     return view
 
 
+def requested(job: Dict[str, Any]) -> Dict[str, str]:
+    """A manifest job's results as the summary reads them: its evaluations, then its judge results (``<name>:judge``)."""
+    judges = {f"{name}:judge": key for name, key in (job.get("judges") or {}).items()}
+    return {**job.get("evals", {}), **judges}
+
+
 def load_sweep(sweep_dir: Path) -> List[Dict[str, Any]]:
     """The cells of exactly the grid in the sweep's manifest, in job order, each once."""
     manifest = read_manifest(sweep_dir)
@@ -249,7 +255,7 @@ def load_sweep(sweep_dir: Path) -> List[Dict[str, Any]]:
         if job["cell_id"] in seen:
             continue
         seen.add(job["cell_id"])
-        views.append(cell_view(Path(sweep_dir) / job["cell_id"], job.get("evals", {}), job["cell_id"]))
+        views.append(cell_view(Path(sweep_dir) / job["cell_id"], requested(job), job["cell_id"]))
     return views
 
 

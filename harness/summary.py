@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from harness.plan.calibrate import prediction_cells
 from harness.records import CELL_SPEC_NAME, read_json, write_text_atomic
 from harness.store import load_sweep, read_manifest
+from harness.summary_quality import quality_cells, quality_definitions
 
 COLUMNS = [
     "cell", "status", "model", "weights", "device", "framework", "quant", "peft", "lora_r", "trainable_params",
@@ -123,6 +124,7 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
         "ppl_delta": _metric(record, "perplexity", "perplexity_delta"),
         "seq_ppl": _metric(record, "perplexity", "seq_perplexity"),
         **lm_eval_cells(record),
+        **quality_cells(record),
         "examples": record.get("data", {}).get("train", {}).get("examples"),
         "trained_tokens": train.get("trained_tokens"),
         "wall_s": record.get("timings_s", {}).get("cell_wall"),
@@ -449,7 +451,8 @@ def summarise(sweep_dir: Path) -> SweepSummary:
     write_text_atomic(sweep_dir / "summary.csv", buffer.getvalue())
     head = "".join(f"{line}\n\n" for line in summary.data)
     caveats = "".join(f"**note**: {line}\n\n" for line in summary.notes)
-    definitions = "\n".join(f"- **{k}**: {v}" for k, v in DEFINITIONS.items())
+    shown = {**DEFINITIONS, **quality_definitions(summary.columns)}
+    definitions = "\n".join(f"- **{k}**: {v}" for k, v in shown.items())
     write_text_atomic(
         sweep_dir / "summary.md",
         f"# Sweep summary: {sweep_dir.name}\n\n{head}{to_markdown(rows, summary.columns)}\n\n{caveats}{definitions}\n",

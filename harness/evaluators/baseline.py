@@ -56,6 +56,7 @@ def identity(cfg: Any, name: str, evaluator: Any, ctx: EvalContext, device: str)
     if data_identity is None:  # a plug-in evaluator that does not declare its inputs gets no baseline
         return None
     from harness.env import library_versions
+    from harness.eval_blocks import generation_block
 
     model = asdict(cfg.model)
     if cfg.model.tiny:
@@ -69,7 +70,7 @@ def identity(cfg: Any, name: str, evaluator: Any, ctx: EvalContext, device: str)
         "model": model,
         "quant": asdict(cfg.quant) if cfg.quant.mode != "none" else {"mode": "none"},
         "evaluator": name,
-        "config": asdict(block) if block is not None else None,
+        "config": generation_block(name, asdict(block)) if block is not None else None,  # judge-only keys never regenerate
         "data": data_identity(ctx),
         "device": device_label(device),
         "libraries": {lib: versions.get(lib) for lib in LIBRARIES},

@@ -34,6 +34,12 @@ def test_every_shipped_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"] if group != "eval" else [f"eval=[{option}]"]
     if group == "peft" and option == "full":
         overrides.append("quant=none")
+    if group == "eval" and option == "domain":  # the one block without a default: your own file
+        overrides.append(f"eval.domain.path={CONF.parent / 'tests/fixtures/eval_sets/domain_qa.jsonl'}")
+    if group == "eval" and option in ("mt_bench", "alpaca_eval"):  # a local judge needs no API key variable
+        overrides.append("eval.judge.api_key_env=null")
+    if group == "eval" and option == "alpaca_eval":  # offline: a local reference set instead of the hub's
+        overrides.append(f"eval.alpaca_eval.references={CONF.parent / 'tests/fixtures/eval_sets/alpaca_eval_references.json'}")
     typed, plain = validate(_compose(overrides))
     assert plain["model"]["name"] == typed.model.name
 

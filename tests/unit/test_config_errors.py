@@ -58,7 +58,7 @@ CASES = [
     # Hydra's composition errors: unknown group option, unknown key, wrong type
     (["quant=3bit"], "quant=3bit: unknown option; choose one of 4bit, 8bit, none"),
     (["model=doesnotexist"], "model=doesnotexist: unknown option; choose one of gemma, llama"),
-    (["eval=[nope]"], "eval=[nope]: unknown option nope; choose one of lm_eval, mmlu, perplexity"),
+    (["eval=[nope]"], "eval=[nope]: unknown option nope; choose one of alpaca_eval, domain, lm_eval, mmlu, mt_bench, perplexity"),
     (["train.lr=abc"], "train.lr=abc: must be a number"),
     (["lora.r=1.5"], "lora.r=1.5: must be an integer"),
     (["train.lrr=0.1"], "train.lrr=0.1: unknown key (did you mean train.lr?)"),
