@@ -9,7 +9,7 @@ EXTRAS ?= dev,eval
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-readme test-all bench clean clean-cache
+.PHONY: setup demo test test-readme test-browser test-all bench clean clean-cache reports reports-rerun
 
 setup: $(VENV)/.installed
 	@echo "setup done. In each new shell:  source $(VENV)/bin/activate   then:  python -m harness --help"
@@ -26,11 +26,15 @@ demo: setup
 	@echo "demo summary: runs/demo/summary.md (and summary.csv)"
 
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu and not browser" -q
 
 # Runs every README block tagged `bash cpu` / `console cpu`, as a newcomer would type it (a few minutes).
 test-readme: setup
 	$(PY) -m pytest tests/integration/test_readme.py -q
+
+# The offline HTML report in a real headless Chromium (skips with a reason when chromium/chromedriver are missing).
+test-browser: setup
+	$(PY) -m pytest -m browser -q
 
 test-all: setup
 	$(PY) -m pytest -q
@@ -38,8 +42,27 @@ test-all: setup
 bench: setup
 	$(PY) -m pytest tests/bench -q --benchmark-only
 
+# The committed example reports: reports/<name>/ rebuilt from reports/<name>/records/ alone (no training, no
+# network), deterministically, so `make reports && git diff --exit-code reports/` passes.
+REPORT_SWEEPS ?= demo qlora-dora-tiny rank-quant-tiny methods-tiny targets-tiny data-scaling-tiny seeds-tiny
+
+reports: setup
+	@for dir in reports/*/records/*/; do \
+		name=$$(basename $$dir); \
+		$(PY) -m harness.report $$dir report.out=reports/$$name || exit 1; \
+	done
+
+# Rerun the tiny named sweeps in a fresh run root (nothing reused), export their records, rebuild the reports.
+reports-rerun: setup
+	rm -rf .reports-runs
+	@for name in $(REPORT_SWEEPS); do \
+		$(PY) -m harness -cn $$name run.root=.reports-runs; \
+		$(PY) tools/export_records.py .reports-runs/$$name reports/$$name/records || exit 1; \
+	done
+	$(MAKE) reports
+
 clean:
-	rm -rf runs .cache .pytest_cache
+	rm -rf runs .cache .pytest_cache .reports-runs
 
 clean-cache:
 	rm -rf "$${HARNESS_CACHE:-$$HOME/.cache/harness}"

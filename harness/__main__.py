@@ -48,7 +48,7 @@ def interrupted() -> None:
     if STATE.sweep_dir is not None:
         from harness.callbacks import finish
 
-        finish(STATE.sweep_dir)
+        finish(STATE.sweep_dir, judge=False)  # no judge calls after a Ctrl-C; the next run judges what is stored
     sys.exit(130)
 
 

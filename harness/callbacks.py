@@ -57,9 +57,27 @@ def judge_first(sweep_dir: Path) -> None:
         print(f"error: judge: {exc}", file=sys.stderr)
 
 
-def finish(sweep_dir: Path, judge: bool = True) -> None:
+def write_report(sweep_dir: Path, blocks: Any = None) -> None:
+    """The sweep's report (harness.report) after its summary; a report problem is one line, never a lost sweep."""
+    import traceback
+
+    from harness.errors import HarnessError
+
+    try:
+        from harness.report.build import report, settings
+
+        cfg, logger = settings(blocks)
+        report([Path(sweep_dir)], cfg, logger)
+    except HarnessError as exc:
+        print(f"error: report: {exc}", file=sys.stderr)
+    except Exception:  # noqa: BLE001 - the summary and every record are written; say what broke and go on
+        print(f"error: report: internal error (the summary is written):\n{traceback.format_exc()}", file=sys.stderr)
+
+
+def finish(sweep_dir: Path, judge: bool = True, blocks: Any = None) -> None:
     """Judge what the sweep's cells generated (unless ``judge`` is False), write the summary files, print them,
-    and set the exit status."""
+    write the report (settings from ``blocks``: a config with report/logger, else the defaults), and set the
+    exit status."""
     if judge:
         judge_first(Path(sweep_dir))
     summary = summarise(sweep_dir)
@@ -72,6 +90,8 @@ def finish(sweep_dir: Path, judge: bool = True) -> None:
     bad = STATE.not_ok
     verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see the error column)" if bad else "")
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)
+    if rows:
+        write_report(Path(sweep_dir), blocks)
 
 
 class SummaryCallback(Callback):
@@ -79,10 +99,10 @@ class SummaryCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended."""
-        finish(Path(config.hydra.sweep.dir))
+        finish(Path(config.hydra.sweep.dir), blocks=config)
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise ``hydra.run.dir`` after a single run (nothing when its config was rejected)."""
         if STATE.invalid:
             return
-        finish(Path(config.hydra.run.dir))
+        finish(Path(config.hydra.run.dir), blocks=config)

@@ -22,6 +22,7 @@ from harness.eval_blocks import AlpacaEvalConfig, DomainEvalConfig, JudgeConfig,
 from harness.hf_names import LR_SCHEDULERS, OPTIMIZERS
 from harness.names import COMMIT_HASH, RESERVED_SWEEPS, check_run_root_name, local_folder, path_segment, pickle_only
 from harness.names import require as _require
+from harness.report.config import LoggerConfig, ReportConfig
 
 # Linear sub-modules of each decoder architecture, as named in transformers. The LoRA
 # presets and the "does this module exist" check are derived from this table, so no
@@ -526,6 +527,8 @@ class HarnessConfig:
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self) -> None:
         from harness.judge.keys import JUDGED

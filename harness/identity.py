@@ -37,7 +37,7 @@ IDENTITY_VERSION = 2
 """Bump when what identifies a cell changes meaning, so no stored cell is reused wrongly.
 
 2: the train/validation/test split follows data.split_seed, no longer train.seed."""
-NOT_IDENTITY = {"run": None, "eval": None, "data": {"name": None, "path": None}}
+NOT_IDENTITY = {"run": None, "eval": None, "report": None, "logger": None, "data": {"name": None, "path": None}}
 """Config keys that never change trained weights (None = the whole block)."""
 SAFETENSORS_HEADER_MAX = 1 << 24
 

@@ -209,7 +209,7 @@ def columns_for(rows: List[Dict[str, Any]], axes: Iterable[str] = ()) -> List[st
 
 # ---- axes: what the sweep varied -------------------------------------------------------------
 
-NOT_AXES = ("run", "eval")
+NOT_AXES = ("run", "eval", "report", "logger")
 """Config blocks that never make a cell differ (how it runs; what scores it)."""
 GROUP_NAMES = {"model": "model.name", "quant": "quant.mode", "peft": "peft.method", "framework": "framework.name", "data": "data.name"}
 """Config group -> the key that names its choice; when that key varies, it stands for the whole block."""

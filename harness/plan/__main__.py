@@ -3,6 +3,7 @@
     python -m harness.plan model=llama quant=4bit lora.r=16 train.batch_size=4 train.max_seq_len=2048
     python -m harness.plan -m model=llama,mistral,qwen quant=none,8bit,4bit lora.r=8,16,64
     python -m harness.plan --sweeps runs/my-sweep model=tiny-llama --device cpu     # calibrated on records
+    python -m harness.plan -m lora.r=8,64 --html plan.html --records runs/my-sweep    # the capacity view
 
 Takes the sweep's own config and overrides (same conf/, same validation), composes each
 grid point with Hydra, and predicts without torch and without weights. Planner options
@@ -41,6 +42,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--head", choices=("fused", "full"), default="fused",
                         help="fused: trl's chunked LM head (what the hf backend runs); full: logits materialised")
     parser.add_argument("--dataset-tokens", type=float, default=None, help="tokens in the training split (overrides the estimate)")
+    parser.add_argument("--html", type=Path, default=None, metavar="FILE",
+                        help="also write a self-contained HTML page: predicted peak vs each catalogue GPU's memory")
+    parser.add_argument("--records", action="append", default=[], metavar="DIR",
+                        help="with --html: sweep folder(s) whose measured peaks are drawn beside the prediction (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -208,6 +213,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         if args.mfu is not None and not 0 < args.mfu <= 1:
             raise ConfigError(f"--mfu={args.mfu}: must be in (0, 1]")
+        if args.records and args.html is None:
+            raise ConfigError(f"--records={args.records[0]}: only used with --html FILE")
         catalogue = load_catalogue(args.hardware_dir)
         if args.gpu:
             catalogue = {name: lookup(name, catalogue) for name in args.gpu}
@@ -219,6 +226,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         coeffs = fitted_coefficients(report)
         configs = load_configs(compose_jobs(args.overrides, args.multirun))
         plans = [plan_one(typed, plain, args, catalogue, records, coeffs) for typed, plain in configs]
+        if args.html is not None:
+            from harness.plan.html import load_record_views, write_plan_html
+
+            views = load_record_views(Path(d) for d in args.records) if args.records else None
+            write_plan_html(args.html, plans, catalogue, views, args.records)
+            print(f"wrote {args.html}", file=sys.stderr)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

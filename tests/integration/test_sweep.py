@@ -100,6 +100,12 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
     assert by_fault["none"]["metrics"], "the healthy cell still trained and evaluated"
     assert "1/7 cells ok" in result.stdout
     assert len(_summary(sweep)) == 7
+    # the end-of-sweep report keeps every cell: each table and the page name the non-ok statuses
+    tables = (sweep / "report.md").read_text().split("### ")[1:]
+    assert tables and all("does not fit" in t and "failed" in t and "crashed" in t for t in tables)
+    page = (sweep / "report.html").read_text()
+    assert page.count("does not fit") >= 2 and "crashed" in page
+    assert all((sweep / name).is_file() for name in ("report.tex", "cells.parquet", "metrics.parquet", "cells.csv"))
 
 
 def test_timeout_becomes_a_status(harness_env, tmp_path):

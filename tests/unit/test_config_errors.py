@@ -67,7 +67,7 @@ CASES = [
     (["+train.lr=1"], "+train.lr=1: train.lr already exists"),
     (["lora.r=8,16"], "lora.r=8,16: several values are a sweep and need -m"),
     (["train.lr"], "train.lr: cannot parse this override"),
-    (["-cn", "nope"], "--config-name=nope: no such config; known: config, demo"),
+    (["-cn", "nope"], "--config-name=nope: no such config; known: config, data-scaling, data-scaling-tiny, demo, "),
     (["eval.lm_eval.tasks=[x]"], "eval.lm_eval.tasks=[x]: eval.lm_eval is off"),
     # the same in multirun mode, where the sweeper composes every grid point
     (["-m", "quant=3bit,none"], "quant=3bit: unknown option; choose one of 4bit, 8bit, none"),

@@ -1,0 +1,122 @@
+"""Write every report file of one or many sweeps from their records.
+
+    cells.csv / cells.parquet      the wide table: one row per cell (summary columns first)
+    metrics.csv / metrics.parquet  the tidy table: one row per cell and metric, config and environment kept
+    report.md                      README-ready pivot tables (value ± stderr, units, best in bold, footnotes)
+    report.tex                     the same tables as booktabs LaTeX
+    report.html                    tables and interactive plots in one file that opens from disk offline
+
+Everything is rebuilt from the records alone and deterministically (no timestamps, fixed
+plot ids), so a committed report can be checked with ``git diff --exit-code``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.records import write_text_atomic
+from harness.report.config import LoggerConfig, ReportConfig
+from harness.report.data import ReportData, load
+
+
+def out_dir(sweeps: Sequence[Path], cfg: ReportConfig) -> Path:
+    """report.out, else the sweep folder (one sweep) or ``report-<names digest>`` beside the first sweep (several)."""
+    if cfg.out:
+        return Path(cfg.out).expanduser()
+    if len(sweeps) == 1:
+        return Path(sweeps[0])
+    digest = hashlib.sha256("\0".join(sorted(Path(s).name for s in sweeps)).encode()).hexdigest()[:10]
+    return Path(sweeps[0]).parent / f"report-{digest}"
+
+
+def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Object columns that mix types (numbers and text, lists) become text, so Parquet can store them."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        kinds = {type(v) for v in out[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}
+        if len(kinds) > 1 or kinds & {list, dict, tuple}:
+            out[column] = [None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in out[column]]
+    return out
+
+
+def _write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
+    csv_path, parquet_path = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
+    write_text_atomic(csv_path, frame.to_csv(index=False))
+    tmp = parquet_path.with_name(f".{parquet_path.name}.tmp")
+    _parquet_safe(frame).to_parquet(tmp, index=False)
+    tmp.replace(parquet_path)
+    return [csv_path, parquet_path]
+
+
+def _header(data: ReportData) -> str:
+    names = ", ".join(sorted({Path(s).name for s in data.sweeps}))
+    counts = data.wide["status_label"].value_counts().to_dict() if not data.wide.empty else {}
+    status = ", ".join(f"{n} {label}" for label, n in sorted(counts.items()))
+    return f"# Report: {names}\n\n{len(data.wide)} cells ({status}).\n\n"
+
+
+def write_report(data: ReportData, cfg: ReportConfig, where: Path) -> List[Path]:
+    """Write the report files for ``data`` into ``where``; return their paths."""
+    from harness.report.pivot import build_tables, default_layout
+    from harness.report.publish import table_html, to_latex, to_markdown
+
+    where.mkdir(parents=True, exist_ok=True)
+    written = _write_frame(data.wide, where / "cells") + _write_frame(data.tidy, where / "metrics")
+    layout = default_layout(data)
+    layout.rows = list(cfg.rows) if cfg.rows is not None else layout.rows
+    layout.cols = list(cfg.cols) if cfg.cols is not None else layout.cols
+    layout.values = list(cfg.values) if cfg.values is not None else layout.values
+    unknown = [v for v in layout.values if v not in data.wide.columns]
+    if unknown:
+        raise ConfigError(f"report.values: no column {', '.join(unknown)} in these cells "
+                          f"(see cells.csv for the columns; e.g. peak_mem_mib, tokens_per_s, eval_loss)")
+    tables = build_tables(data, layout, cfg.baseline)
+    write_text_atomic(where / "report.md", _header(data) + to_markdown(tables))
+    written.append(where / "report.md")
+    if cfg.latex:
+        write_text_atomic(where / "report.tex", to_latex(tables))
+        written.append(where / "report.tex")
+    if cfg.html:
+        from harness.report.html import write_html
+
+        write_html(data, [(t.title, table_html(t)) for t in tables], where / "report.html")
+        written.append(where / "report.html")
+    return written
+
+
+def report(sweeps: Sequence[Path], cfg: Optional[ReportConfig] = None, logger: Optional[LoggerConfig] = None,
+           say: Callable[[str], None] = print) -> List[Path]:
+    """Load the sweeps, write the report files, log to the tracker if one is set; return the files."""
+    cfg = cfg or ReportConfig()
+    data = load(sweeps)
+    files = write_report(data, cfg, out_dir(sweeps, cfg))
+    if logger is not None and logger.name == "wandb":
+        from harness.report.wandb_log import log_sweep
+
+        log_sweep(data, asdict(logger), files)
+    html = next((f for f in files if f.suffix == ".html"), None)
+    say(f"report: {html or files[0].parent / 'report.md'}  (also report.md, report.tex, cells.csv/.parquet, metrics.csv/.parquet)")
+    return files
+
+
+def settings(blocks: Any) -> tuple[ReportConfig, LoggerConfig]:
+    """(ReportConfig, LoggerConfig) from a composed config (DictConfig or dataclass) that has them, else defaults."""
+    from omegaconf import OmegaConf
+
+    def typed(node: Any, cls: Any) -> Any:
+        if node is None:
+            return cls()
+        if isinstance(node, cls):
+            return node
+        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+        return cls(**plain)
+
+    return typed(getattr(blocks, "report", None), ReportConfig), typed(getattr(blocks, "logger", None), LoggerConfig)

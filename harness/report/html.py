@@ -1,0 +1,136 @@
+"""The offline HTML report: one self-contained file (tables, plots, environment), no network.
+
+plotly.js is inlined once, in the page head; each figure is a div with a fixed id and its own
+``Plotly.newPlot`` call. The page names no URL (no CDN, no web font), carries no timestamp,
+and is byte-identical when rebuilt from the same records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from harness.records import write_text_atomic
+from harness.report.data import ReportData
+from harness.report.plots import CONFIG, MARKERS, MEASURED, OTHER_MARKER, figures, label_of, plot_ids
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+ENV_COLUMNS = [
+    ("device", "env.device"), ("device name", "env.name"), ("torch", "env.libraries.torch"),
+    ("transformers", "env.libraries.transformers"), ("peft", "env.libraries.peft"), ("trl", "env.libraries.trl"),
+    ("bitsandbytes", "env.libraries.bitsandbytes"), ("CUDA", "env.cuda_version"), ("driver", "env.driver_version"),
+    ("python", "env.python"), ("git", "env.git_sha"),
+]
+"""(header, wide column) of the environment table; a column no cell has is left out. The memory counter is
+listed per environment, not grouped on: a cell that never reached training has none."""
+STATUS_MEANINGS = {
+    "ok": "trained (and evaluated, where asked)",
+    "does not fit": "ran out of device memory (oom): the recipe needs more memory than the device has",
+    "does not fit (inferred)": "not run: a cell that needs no more memory already ran out of it",
+    "failed": "the cell raised an error (hover for it; the record has it in full)",
+    "crashed": "the worker process died without writing a result",
+    "timed out": "stopped at the cell time limit",
+    "diverged": "training loss went non-finite or blew up; stopped",
+    "skipped": "not run (see the cell's error)",
+    "invalid": "the config cannot be run as given",
+    "unsupported": "this framework / device does not support the recipe",
+}
+"""Status label -> what it means, for the page's legend."""
+CAPTIONS = {
+    "Peak memory": "Bars: measured training peak by the memory counter named on the axis; hatched bars: the capacity "
+                   "planner's analytic (uncalibrated) prediction of the same counter. Markers on the axis: cells with no "
+                   "measured peak (did not fit, failed, ...).",
+    "Throughput": "Bars: loss-bearing tokens per second of optimizer-step time (warm-up excluded); whiskers: p25–p75 of "
+                  "per-step throughput where the cell measured enough steps.",
+    "Quality": "Each point is an ok cell; the dashed line joins the Pareto front (no other cell is at least as good on "
+               "both axes). Cells without a score are drawn beyond the worst score with their status.",
+    "Loss curves": "Training loss per logged optimizer step; dashed: held-out loss when the cell evaluated during training.",
+}
+
+
+def _value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def environments(data: ReportData) -> Tuple[List[str], List[List[str]]]:
+    """(headers, rows) of the distinct environments the numbers came from, each with the cells measured there."""
+    wide = data.wide
+    columns = [(h, c) for h, c in ENV_COLUMNS if c in wide.columns and any(_value(v) for v in wide[c])]
+    groups: Dict[Tuple[str, ...], List[Dict[str, Any]]] = {}
+    for row in wide[[c for _, c in columns] + [c for c in ("cell", "mem_counter") if c in wide.columns]].to_dict("records"):
+        groups.setdefault(tuple(_value(row.get(c)) for _, c in columns), []).append(row)
+    rows = []
+    for key, members in groups.items():
+        counters = ", ".join(sorted({_value(m.get("mem_counter")) for m in members} - {""})) or "–"
+        cells = [str(m.get("cell")) for m in members]
+        shown = ", ".join(cells[:6]) + (f" and {len(cells) - 6} more" if len(cells) > 6 else "")
+        rows.append([*key, counters, f"{len(cells)}: {shown}"])
+    return [h for h, _ in columns] + ["memory counter", "cells"], rows
+
+
+def _status_rows(data: ReportData) -> List[Dict[str, Any]]:
+    return data.wide[[c for c in ("cell", "status", "error") if c in data.wide.columns]].to_dict("records")
+
+
+def status_legend(data: ReportData) -> List[Dict[str, Any]]:
+    """The status labels present, with count, meaning and the marker colour the plots use."""
+    counts: Dict[str, int] = {}
+    for row in _status_rows(data):
+        label = label_of(row)
+        counts[label] = counts.get(label, 0) + 1
+    order = list(STATUS_MEANINGS) + sorted(set(counts) - set(STATUS_MEANINGS))
+    return [{"label": label, "count": counts[label], "meaning": STATUS_MEANINGS.get(label, ""),
+             "colour": MEASURED if label == "ok" else MARKERS.get(label, OTHER_MARKER)[1]}
+            for label in order if label in counts]
+
+
+def problems(data: ReportData) -> List[Dict[str, str]]:
+    """Every non-ok cell with its status label and (shortened) error, so none is missing from the page."""
+    out = []
+    for row in _status_rows(data):
+        label = label_of(row)
+        if label != "ok":
+            error = _value(row.get("error"))
+            out.append({"cell": str(row.get("cell")), "label": label, "error": error[:300] + ("…" if len(error) > 300 else "")})
+    return out
+
+
+def _caption(title: str) -> str:
+    return next((text for prefix, text in CAPTIONS.items() if title.startswith(prefix)), "")
+
+
+def render(data: ReportData, tables_html: Sequence[Tuple[str, str]]) -> str:
+    """The page as text (what ``write_html`` writes)."""
+    from plotly.offline import get_plotlyjs
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+                      keep_trailing_newline=True)
+    plots = figures(data)
+    divs = [{"id": pid, "title": title, "caption": _caption(title),
+             "html": Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=pid, config=CONFIG))}
+            for pid, (title, fig) in zip(plot_ids(plots), plots)]
+    headers, env_rows = environments(data)
+    sweeps = list(dict.fromkeys(Path(s).name for s in data.sweeps))
+    return env.get_template("report.html.j2").render(
+        title="Report: " + ", ".join(sweeps) if sweeps else "Report",
+        sweeps=sweeps,
+        n_cells=len(data.wide),
+        axes=data.axes,
+        legend=status_legend(data),
+        problems=problems(data),
+        tables=[{"title": t, "html": Markup(h)} for t, h in tables_html],
+        plots=divs,
+        env_headers=headers,
+        env_rows=env_rows,
+        plotly_js=Markup(get_plotlyjs()),
+    )
+
+
+def write_html(data: ReportData, tables_html: Sequence[Tuple[str, str]], path: Path) -> None:
+    """Write the self-contained report page to ``path`` (tables_html: (title, trusted <table> HTML) pairs)."""
+    write_text_atomic(Path(path), render(data, tables_html))

@@ -1,0 +1,110 @@
+"""Numbers as table text, and what one pivot position shows.
+
+Rounded to what their uncertainty supports (the stderr to 2 significant digits, the value
+to the same decimal place); a seed group as mean ± Student-t 95 % half-interval; a cell
+that did not end ok as its status. Deterministic: the same numbers give the same text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from harness.summary import _fmt
+
+NO_VALUE = "n/a"
+"""An ok cell that has no figure for the metric (the evaluator was not asked for)."""
+
+
+# ---- numbers as text -------------------------------------------------------------------------
+
+
+def _signed(text: str, sign: bool) -> str:
+    """No ``-0``; a leading ``+`` on a positive delta."""
+    zero = not text.strip("-+0.")
+    if zero:
+        return text.lstrip("-")
+    return "+" + text if sign and not text.startswith("-") else text
+
+
+def plain_number(value: float, sign: bool = False) -> str:
+    """4 significant digits (no exponent from 10^4 up); integers as integers."""
+    value = float(value)
+    return _signed(str(int(value)) if value.is_integer() and abs(value) < 1e15 else _fmt(value), sign)
+
+
+def format_value(value: Optional[float], err: Optional[float] = None, sign: bool = False) -> str:
+    """``0.412 ± 0.012``: the error to 2 significant digits, the value to the same decimal place."""
+    if value is None or not math.isfinite(value):
+        return NO_VALUE
+    if err is None or not math.isfinite(err) or err < 0:
+        return plain_number(value, sign)
+    if err == 0:
+        return f"{plain_number(value, sign)} ± 0"
+    err = float(f"{err:.2g}")
+    places = 1 - math.floor(math.log10(err))
+    text = f"{value:.{places}f}" if places > 0 else f"{round(value, places):.0f}"
+    return f"{_signed(text, sign)} ± {err:.{max(places, 0)}f}"
+
+
+def t_interval(values: Sequence[float]) -> Tuple[float, Optional[float]]:
+    """Mean and Student-t 95 % half-interval t(0.975, n-1) * sd / sqrt(n) (None for n < 2)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    from scipy.special import stdtrit  # the Student-t quantile; imported only when seeds repeat (~0.5 s)
+
+    return mean, float(stdtrit(n - 1, 0.975)) * sd / math.sqrt(n)
+
+
+# ---- one position of the grid ----------------------------------------------------------------
+
+
+@dataclass
+class Position:
+    """What one pivot position shows for one metric."""
+
+    text: str
+    number: float = math.nan
+    err: Optional[float] = None
+    """Uncertainty shown after ±: the stderr (one cell) or the t half-interval (a seed group)."""
+    n: int = 0
+    """Replicates averaged (0: a single cell or none)."""
+    status: bool = False
+
+
+def position(rows: List[int], values: List[float], errs: List[Optional[float]], labels: List[Optional[str]]) -> Position:
+    """One position's text: the value (± stderr), the seed mean ± interval, or the status label."""
+    if not rows:
+        return Position("")
+    ok = [i for i in rows if labels[i] is None]
+    bad = [labels[i] for i in rows if labels[i] is not None]
+    if not ok:
+        return Position(", ".join(dict.fromkeys(str(b) for b in bad)), status=True)
+    nums = [i for i in ok if math.isfinite(values[i])]
+    if not nums:
+        return Position(NO_VALUE)
+    if len(rows) == 1:
+        return Position(format_value(values[nums[0]], errs[nums[0]]), values[nums[0]], errs[nums[0]])
+    mean, half = t_interval([values[i] for i in nums])
+    text = format_value(mean, half)
+    if bad:
+        shown = "; ".join(f"{bad.count(b)} {b}" for b in dict.fromkeys(bad))
+        text += f" (n={len(nums)}; {shown})"
+    return Position(text, mean, half, n=len(nums))
+
+
+def best_mask(numbers: pd.DataFrame, status: pd.DataFrame, higher_is_better: Optional[bool]) -> pd.DataFrame:
+    """True at the best number among ok positions; nothing marked without a direction or under 2 numbers."""
+    mask = pd.DataFrame(False, index=numbers.index, columns=numbers.columns)
+    usable = numbers.where(~status)
+    if higher_is_better is None or usable.count().sum() < 2:
+        return mask
+    target = usable.max().max() if higher_is_better else usable.min().min()
+    best = usable == target
+    return mask if best.to_numpy().sum() == usable.count().sum() else best  # all tied: nothing stands out

@@ -1,0 +1,375 @@
+"""Pivot tables: one table per metric over the axes the user picks (``report.rows`` x ``report.cols``).
+
+Every cell of every grid is shown, whatever its status: a failed or out-of-memory cell reads
+"failed" / "does not fit" where its number would be, never a gap. Cells that share a pivot
+position and differ only by seed are one recipe: mean ± Student-t 95 % half-interval over
+them. Numbers are rounded to what their uncertainty supports (the stderr to 2 significant
+digits, the value to the same place), so two builds from the same records give the same text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.report.data import ReportData, status_label
+from harness.report.numbers import NO_VALUE, Position, best_mask, format_value, position
+from harness.summary import AXIS_COLUMNS, NOTES, _axis_value, _fmt, lm_eval_cells, natural_key
+from harness.summary_quality import domain_cells
+
+HEADLINES = ("peak_mem_mib", "tokens_per_s", "eval_loss", "perplexity")
+JUDGED = ("mt_bench", "alpaca_wr", "alpaca_lc_wr", "alpaca_lc_wr_minimal")
+DOMAIN_HEADLINE = "_rouge_l"
+INFERRED_OOM = "does not fit (inferred"
+"""How the error of a skipped cell the planner ruled out starts (an inferred OOM)."""
+_MISSING = object()
+
+
+@dataclass
+class Layout:
+    """What a pivot shows: axis columns down the side and across the top, and one table per value column."""
+
+    rows: List[str]
+    """Axis columns (or dotted config keys) that label the rows."""
+    cols: List[str]
+    """Axis columns across the top; empty: one column, the metric."""
+    values: List[str]
+    """Wide columns, one table each."""
+
+
+@dataclass
+class Table:
+    """One metric over the pivot: display strings, the numbers behind them, the best cell, footnotes."""
+
+    title: str
+    """The metric's label (``peak memory``), or ``<label> vs <baseline>`` for a delta table."""
+    metric: str
+    """The wide column shown."""
+    frame: pd.DataFrame
+    """Display strings; index = row keys, columns = column keys."""
+    numbers: pd.DataFrame
+    """The value (mean for seed groups) of each position; NaN where there is none."""
+    best: pd.DataFrame
+    """True at the best position(s) among ok cells; all False when the metric has no direction."""
+    footnotes: List[str]
+    """What a reader needs: memory counter, device, library versions, n, what the labels mean."""
+    unit: Optional[str] = None
+    """The metric's unit, shown beside the title (None: a plain number)."""
+    status: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """True where the position shows a status label (every cell there is non-ok)."""
+
+
+def is_seed(key: str) -> bool:
+    """A seed axis (``train.seed``): replicates of one recipe, aggregated, never an axis of a pivot."""
+    return key.endswith("seed")
+
+
+def _numeric(data: ReportData, column: str) -> bool:
+    return column in data.wide.columns and pd.to_numeric(data.wide[column], errors="coerce").notna().any()
+
+
+def default_values(data: ReportData) -> List[str]:
+    """Memory, throughput, then the quality headlines the cells carry (only columns with a number)."""
+    candidates = list(HEADLINES)
+    for cell in data.cells:
+        lm = [c for c in lm_eval_cells(cell) if not c.endswith(("_se", "_base", "_delta"))]
+        domain = [c for c in domain_cells(cell) if c.endswith(DOMAIN_HEADLINE)]
+        candidates += [c for c in lm + list(JUDGED) + domain if c not in candidates]
+    candidates += [c for c in JUDGED if c not in candidates]
+    return [c for c in candidates if _numeric(data, c)]
+
+
+def default_layout(data: ReportData) -> Layout:
+    """Rows and columns from the varied axes (seeds aggregated, not axes), values from what was measured."""
+    axes = [a for a in data.axes if not is_seed(a)]
+    if not axes:
+        rows, cols = ["model"], []
+    elif len(axes) == 1:
+        rows, cols = axes, []
+    elif len(axes) == 2:
+        rows, cols = axes[:1], axes[1:]
+    else:
+        rows, cols = axes[:-1], axes[-1:]
+    return Layout(list(rows), list(cols), default_values(data))
+
+
+# ---- values of a key -------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """A plain Python value: NaN/NA -> None, numpy scalars -> int/float/str."""
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def label(value: Any) -> str:
+    """How an axis value reads in a header: 8 (not 8.0), ``-`` for none."""
+    value = _clean(value)
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _fmt(value)
+
+
+def _lookup(config: Dict[str, Any], key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def key_values(data: ReportData, key: str, option: str) -> List[Any]:
+    """The key's value for each wide row: a wide column (``lora.r`` reads ``lora_r``) or a dotted config key."""
+    column = AXIS_COLUMNS.get(key, key)
+    if column in data.wide.columns:
+        return [_clean(v) for v in data.wide[column]]
+    by_id = {c.get("cell_id"): c.get("config") or {} for c in data.cells}
+    ids = data.wide["cell"] if "cell" in data.wide.columns else [None] * len(data.wide)
+    configs = [by_id.get(cell, {}) for cell in ids]
+    if not any(_lookup(config, key) is not _MISSING for config in configs):
+        raise ConfigError(f"{option}: {key!r} is neither a report column nor a config key "
+                          f"(axes: {', '.join(data.axes) or 'none'})")
+    return [_clean(_axis_value({}, config, key)) for config in configs]
+
+
+def values_of(data: ReportData, name: str, default: Any = None) -> List[Any]:
+    """A wide column as plain values (``default`` for every row when the column is absent)."""
+    if name not in data.wide.columns:
+        return [default] * len(data.wide)
+    return [_clean(v) for v in data.wide[name].tolist()]
+
+
+def _coalesce(data: ReportData, *names: str) -> List[Any]:
+    """Per row, the first of ``names`` that has a value."""
+    out = values_of(data, names[0])
+    for name in names[1:]:
+        out = [a if a is not None else b for a, b in zip(out, values_of(data, name))]
+    return out
+
+
+def status_texts(data: ReportData) -> List[Optional[str]]:
+    """Per wide row: None for an ok cell, else its label ("does not fit", "does not fit (inferred)", "failed")."""
+    out: List[Optional[str]] = []
+    rows = zip(values_of(data, "status", "ok"), values_of(data, "error"), values_of(data, "status_label"))
+    for status, error, given in rows:
+        if status == "ok":
+            out.append(None)
+        elif status == "skipped" and str(error or "").startswith(INFERRED_OOM):
+            out.append("does not fit (inferred)")
+        else:
+            out.append(given or status_label(status))
+    return out
+
+
+def _index(keys: List[Tuple], names: List[str], single: str) -> pd.Index:
+    if not names:
+        return pd.Index([single])
+    labels = [tuple(label(v) for v in key) for key in keys]
+    if len(names) == 1:
+        return pd.Index([lab[0] for lab in labels], name=names[0])
+    return pd.MultiIndex.from_tuples(labels, names=names)
+
+
+# ---- the grid --------------------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    """Which wide rows sit at each pivot position, and the positions in natural order."""
+
+    row_keys: List[Tuple]
+    col_keys: List[Tuple]
+    members: Dict[Tuple[Tuple, Tuple], List[int]]
+
+
+def _ordered(keys: Any) -> List[Tuple]:
+    # repr breaks natural_key ties (8 vs "8") so the order never depends on set iteration
+    return sorted(set(keys), key=lambda k: (tuple(natural_key(v) for v in k), tuple(repr(v) for v in k)))
+
+
+def grid(data: ReportData, layout: Layout) -> Grid:
+    """Place every cell; ConfigError when cells at one position differ in more than their seed."""
+    row_values = [key_values(data, k, "report.rows") for k in layout.rows]
+    col_values = [key_values(data, k, "report.cols") for k in layout.cols]
+    members: Dict[Tuple[Tuple, Tuple], List[int]] = {}
+    for i in range(len(data.wide)):
+        at = (tuple(v[i] for v in row_values), tuple(v[i] for v in col_values))
+        members.setdefault(at, []).append(i)
+    shown = {AXIS_COLUMNS.get(k, k) for k in layout.rows + layout.cols}
+    others = [a for a in data.axes if a not in shown and not is_seed(a)]
+    values = {a: key_values(data, a, "report.rows") for a in others}
+    for (row, col), rows in members.items():
+        differ = [a for a in others if len({label(values[a][i]) for i in rows}) > 1]
+        if differ:
+            at = ", ".join(f"{k}={label(v)}" for k, v in zip(layout.rows + layout.cols, row + col)) or "one position"
+            raise ConfigError(f"report.rows/report.cols: {len(rows)} cells at {at} differ in {', '.join(differ)}: "
+                              f"add {', '.join(differ)} to report.rows or report.cols")
+    return Grid(_ordered(r for r, _ in members), _ordered(c for _, c in members), members)
+
+
+def _same(value: Any, text: str) -> bool:
+    if value is None:
+        return text.lower() in ("null", "none", "-", "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(text) == float(value)
+        except ValueError:
+            return False
+    return str(value).lower() == text.lower() if isinstance(value, bool) else label(value) == text or str(value) == text
+
+
+def baseline_row(data: ReportData, baseline: str) -> int:
+    """The one wide row that ``key=value,key=value`` names; ConfigError for 0 or several."""
+    option = f"report.baseline={baseline}"
+    match = list(range(len(data.wide)))
+    for part in baseline.split(","):
+        key, sep, text = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{option}: expected key=value[,key=value...]")
+        values = key_values(data, key.strip(), option)
+        match = [i for i in match if _same(values[i], text.strip())]
+    if not match:
+        raise ConfigError(f"{option}: matches 0 cells")
+    if len(match) > 1:
+        differ = [a for a in data.axes if len({label(key_values(data, a, option)[i]) for i in match}) > 1]
+        raise ConfigError(f"{option}: matches {len(match)} cells: add keys ({', '.join(differ) or 'cell'})")
+    return match[0]
+
+
+# ---- footnotes -------------------------------------------------------------------------------
+
+STATUS_NOTES = {
+    "does not fit": "does not fit: the cell ran out of device memory (status oom); a result, not a gap",
+    "does not fit (inferred)": "does not fit (inferred): not run; an out-of-memory result inferred from other cells (see its error)",
+    "failed": "failed: the cell raised an error (see its record)",
+    "timed out": "timed out: the cell ran past its time limit",
+    "crashed": "crashed: the worker died without writing a result",
+    "diverged": "diverged: the training loss became non-finite",
+    NO_VALUE: f"{NO_VALUE}: the cell ran but has no figure for this metric",
+}
+COUNTERS = {"cuda_peak_allocated": "torch peak allocated on the GPU",
+            "host_peak_rss": "the worker's peak host RSS, VmHWM reset before training"}
+LIBRARIES = ("torch", "transformers", "peft")
+
+
+def _distinct(data: ReportData, *columns: str) -> List[str]:
+    """Distinct non-empty values of the first of ``columns`` each row has, in row order."""
+    return [str(v) for v in dict.fromkeys(_coalesce(data, *columns)) if v is not None]
+
+
+def environment_notes(data: ReportData) -> List[str]:
+    """Device(s), library versions and the random-weights caveat: where every number came from."""
+    device = _coalesce(data, "env.device", "device")
+    gpu, cpu, name = values_of(data, "env.device_name"), values_of(data, "env.cpu_model"), values_of(data, "env.name")
+    devices: Dict[str, None] = {}
+    for dev, g, c, n in zip(device, gpu, cpu, name):
+        shown = g or (c if dev == "cpu" else None) or n
+        text = f"{dev} ({shown})" if dev and shown else dev or shown
+        if text:
+            devices[str(text)] = None
+    notes = [f"device: {'; '.join(devices)}"] if devices else []
+    libraries = [f"{lib} {' / '.join(v)}" for lib in LIBRARIES if (v := _distinct(data, f"env.libraries.{lib}", f"env.{lib}"))]
+    notes += [f"libraries: {', '.join(libraries)}"] if libraries else []
+    if "random" in _distinct(data, "weights"):
+        notes.append(NOTES["random"])
+    return notes
+
+
+def _notes(data: ReportData, metric: str, unit: Optional[str], cells: List[Position], extra: List[str],
+           env: List[str]) -> List[str]:
+    notes = list(extra)
+    counts = sorted({p.n for p in cells if p.n})
+    if counts:
+        seeds = ", ".join(a for a in data.axes if is_seed(a)) or "seed"
+        notes.append(f"mean ± Student-t 95 % half-interval, t(0.975, n-1) * sd / sqrt(n), over cells that differ only in "
+                     f"{seeds}; n = {', '.join(map(str, counts))} per cell")
+    if unit == "MiB" or metric.endswith("mem_mib"):
+        counters = [f"{c} = {COUNTERS.get(c, 'see the record')}" for c in _distinct(data, "mem_counter")]
+        notes += [f"memory counter: {'; '.join(counters)}"] if counters else []
+    if unit in ("MiB", "tokens/s") and "cpu" in _distinct(data, "env.device", "device"):
+        notes.append(NOTES["cpu"])
+    shown = dict.fromkeys(part for p in cells if p.status for part in p.text.split(", "))
+    shown.update(dict.fromkeys(NO_VALUE for p in cells if p.text == NO_VALUE))
+    notes += [STATUS_NOTES.get(s, f"{s}: cell status") for s in shown]
+    notes += ["blank: no cell of the grid sits at this position"] if any(not p.text for p in cells) else []
+    return notes + env
+
+
+# ---- tables --------------------------------------------------------------------------------
+
+
+def _floats(data: ReportData, name: str) -> List[float]:
+    if name not in data.wide.columns:
+        return [math.nan] * len(data.wide)
+    return [float(v) for v in pd.to_numeric(data.wide[name], errors="coerce").fillna(math.nan)]
+
+
+def _table(title: str, metric: str, unit: Optional[str], g: Grid, layout: Layout, cells: Dict[Tuple, Position],
+           higher_is_better: Optional[bool], notes: List[str]) -> Table:
+    header = f"{title} ({unit})" if unit else title
+    index, columns = _index(g.row_keys, layout.rows, "all cells"), _index(g.col_keys, layout.cols, header)
+
+    def frame(attr: str, dtype: Any) -> pd.DataFrame:
+        grid_values = [[getattr(cells[(r, c)], attr) for c in g.col_keys] for r in g.row_keys]
+        return pd.DataFrame(grid_values, index=index, columns=columns, dtype=dtype)
+
+    numbers, status = frame("number", float), frame("status", bool)
+    return Table(title, metric, frame("text", object), numbers, best_mask(numbers, status, higher_is_better), notes,
+                 unit, status)
+
+
+def build_tables(data: ReportData, layout: Layout, baseline: Optional[str] = None) -> List[Table]:
+    """One table per value column (each followed by its delta table when a baseline is named)."""
+    for metric in layout.values:
+        if metric not in data.wide.columns:
+            raise ConfigError(f"report.values: no column {metric!r} in the report (e.g. {', '.join(HEADLINES[:2])})")
+    g = grid(data, layout)
+    labels = status_texts(data)
+    base = baseline_row(data, baseline) if baseline else None
+    env = environment_notes(data)
+    tables: List[Table] = []
+    for metric in layout.values:
+        spec = data.spec(metric)
+        values = _floats(data, metric)
+        se = [e if math.isfinite(e) else None for e in _floats(data, f"{metric}_se")]
+        cells = {(r, c): position(g.members.get((r, c), []), values, se, labels) for r in g.row_keys for c in g.col_keys}
+        used_se = any(p.err is not None and not p.n for p in cells.values())
+        notes = _notes(data, metric, spec.unit, list(cells.values()),
+                       [f"± is the evaluator's standard error ({metric}_se)"] if used_se else [], env)
+        tables.append(_table(spec.label, metric, spec.unit, g, layout, cells, spec.higher_is_better, notes))
+        if base is not None and baseline:
+            base_value = values[base] if labels[base] is None else math.nan
+            tables.append(_delta(data, g, layout, cells, metric, (base, baseline, base_value, se[base], labels[base]), env))
+    return tables
+
+
+def _delta(data: ReportData, g: Grid, layout: Layout, cells: Dict[Tuple, Position], metric: str,
+           base: Tuple[int, str, float, Optional[float], Optional[str]], env: List[str]) -> Table:
+    """The metric minus the baseline cell's value at every position (status labels kept)."""
+    row, baseline, base_value, base_se, base_label = base
+    spec = data.spec(metric)
+    shown = format_value(base_value, base_se) if math.isfinite(base_value) else base_label or NO_VALUE
+    notes = [f"delta = value - the baseline cell's value ({baseline}: {shown})"]
+    out: Dict[Tuple, Position] = {}
+    for at, p in cells.items():
+        if p.status or not math.isfinite(p.number) or not math.isfinite(base_value):
+            out[at] = p if p.status or not p.text else Position(NO_VALUE)
+        elif row in g.members.get(at, []) and not p.n:  # the baseline itself: exactly 0
+            out[at] = Position("0 (baseline)", 0.0)
+        else:
+            err = math.sqrt(p.err ** 2 + base_se ** 2) if p.err is not None and base_se is not None and not p.n else None
+            out[at] = Position(format_value(p.number - base_value, err, sign=True), p.number - base_value, err, p.n)
+    if any(p.err is not None for p in out.values()):
+        notes.append("± combines the cell's and the baseline's stderr as independent: sqrt(se^2 + se_base^2)")
+    if any(p.n for p in out.values()):
+        notes.append("seed means are compared with the baseline cell's value; their delta carries no ±")
+    notes = _notes(data, metric, spec.unit, list(out.values()), notes, env)
+    return _table(f"{spec.label} vs {baseline}", metric, spec.unit, g, layout, out, spec.higher_is_better, notes)

@@ -1,0 +1,1 @@
+"""Tests that open a real headless browser (marker ``browser``)."""
