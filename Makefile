@@ -9,7 +9,8 @@ EXTRAS ?= dev,eval
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-readme test-browser test-all bench clean clean-cache reports reports-rerun
+.PHONY: setup demo test test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
+	frameworks setup-unsloth test-frameworks
 
 setup: $(VENV)/.installed
 	@echo "setup done. In each new shell:  source $(VENV)/bin/activate   then:  python -m harness --help"
@@ -21,12 +22,40 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
+# Framework environments (harness/envs.py): a framework whose pins clash with the harness's gets its own venv
+# under .venvs/, built from a constraints file that keeps this venv's torch build (CPU here, CUDA on a GPU machine),
+# with the harness installed into it; its cells' workers run <env>/bin/python -m harness.worker.
+ENVS ?= .venvs
+UNSLOTH_SPEC ?= unsloth==2026.10.9
+UNSLOTH := $(ENVS)/unsloth
+UPY := $(UNSLOTH)/bin/python
+
+frameworks: setup-unsloth
+
+setup-unsloth: $(UNSLOTH)/.installed
+	@echo "unsloth environment: $(UNSLOTH) ($$(du -sh $(UNSLOTH) | cut -f1))"
+
+# Unsloth pins transformers<=5.17, trl<=1.15, datasets<5; the torch pin stops it pulling a CUDA build over the
+# CPU one. Its torchvision (unpinned: a CUDA build, which does not import beside a CPU torch and so breaks
+# `import unsloth`) is removed when it does not import. The harness then installs with everything already there frozen, so it only adds what is missing (hydra,
+# pandas, scipy, ...) and fails loudly rather than move one of Unsloth's pins.
+$(UNSLOTH)/.installed: pyproject.toml Makefile | $(VENV)/.installed
+	test -x $(UPY) || $(PY) -m venv $(UNSLOTH)
+	$(PY) -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > $(UNSLOTH)/torch-constraints.txt
+	$(UPY) -m pip install --quiet --upgrade pip
+	$(UPY) -m pip install --quiet -c $(UNSLOTH)/torch-constraints.txt "$(UNSLOTH_SPEC)"
+	$(UPY) -c 'import torchvision' 2>/dev/null || $(UPY) -m pip uninstall --quiet -y torchvision
+	$(UPY) -m pip freeze --exclude-editable | grep -v ' @ ' > $(UNSLOTH)/constraints.txt
+	$(UPY) -m pip install --quiet -c $(UNSLOTH)/constraints.txt -e .
+	$(UPY) -c 'import unsloth, harness.worker'
+	touch $@
+
 demo: setup
 	$(PY) -m harness -cn demo
 	@echo "demo summary: runs/demo/summary.md (and summary.csv)"
 
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu and not browser" -q
+	$(PY) -m pytest -m "not slow and not gpu and not browser and not frameworks" -q
 
 # Runs every README block tagged `bash cpu` / `console cpu`, as a newcomer would type it (a few minutes).
 test-readme: setup
@@ -35,6 +64,10 @@ test-readme: setup
 # The offline HTML report in a real headless Chromium (skips with a reason when chromium/chromedriver are missing).
 test-browser: setup
 	$(PY) -m pytest -m browser -q
+
+# hf beside each framework in its own environment (builds them first: make frameworks, minutes the first time).
+test-frameworks: setup frameworks
+	$(PY) -m pytest -m frameworks -q
 
 test-all: setup
 	$(PY) -m pytest -q

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from harness import progress, store
+from harness.envs import env_problem, interpreter
 from harness.identity import cell_id, cell_identity, eval_keys
 from harness.records import CELL_SPEC_NAME, RECORD_NAME, new_record, read_json, write_json_atomic
 from harness.worker import SPAWN_TIME_ENV
@@ -95,9 +96,11 @@ def _wait(proc: subprocess.Popen, timeout_s: float, tick: Optional[Callable[[], 
 
 
 def spawn_worker(
-    cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None, tick: Optional[Callable[[], None]] = None
+    cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None, tick: Optional[Callable[[], None]] = None,
+    python: Optional[Path] = None,
 ) -> Tuple[Optional[int], bool]:
-    """Run the worker for ``cell_dir``; return (exit code or None, timed out).
+    """Run the worker for ``cell_dir`` with ``python`` (default: this interpreter; a framework's own
+    environment otherwise, see harness/envs.py); return (exit code or None, timed out).
 
     The worker inherits the cell's lock, so the cell stays locked until the worker is gone
     even if this parent is killed first. ``tick`` is called about every ``REDRAW_S`` while
@@ -106,7 +109,7 @@ def spawn_worker(
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPAWN_TIME_ENV: repr(time.time())})
     with open(cell_dir / LOG_NAME, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", str(cell_dir)],
+            [str(python or sys.executable), "-m", "harness.worker", str(cell_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -177,7 +180,8 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     started = time.perf_counter()
     line = progress.StatusLine(sweep_dir, say) if sweep_dir is not None else None
     try:
-        code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None)
+        code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,
+                                       python=interpreter(plan.config.get("framework") or {}))
     finally:
         if line is not None:
             line.clear()
@@ -207,7 +211,12 @@ def run_cell(
         todo = _todo(plan, trained)
         if trained and not todo:
             return store.cell_view(plan.cell_dir, plan.evals), "reused stored cell (run.force=true reruns)"
-        problem = preflight() if preflight is not None else None
+        unsupported = env_problem(plan.config.get("framework") or {})
+        if unsupported is not None and not trained:  # not a failure: this machine lacks the framework's environment
+            record = new_record(plan.cell_id, "unsupported", plan.config, error=unsupported, identity=plan.identity)
+            write_json_atomic(plan.cell_dir / RECORD_NAME, record)
+            return store.cell_view(plan.cell_dir, plan.evals), ""
+        problem = unsupported or (preflight() if preflight is not None else None)
         if trained and problem is None and store.weights_path(plan.cell_dir, record) is None:
             problem = (f"cannot evaluate {', '.join(todo)} later: the cell kept no weights (a full fine-tune keeps them "
                        "only with run.keep_weights=true; run.force=true trains it again)")

@@ -208,6 +208,11 @@ class FrameworkConfig:
     """Run each cell in a fresh worker process (required for backends that patch libraries)."""
     options: Dict[str, Any] = field(default_factory=dict)
     """Backend-specific options, passed through untouched."""
+    env: Optional[str] = None
+    """Virtual environment the worker runs in (``<env>/bin/python``; relative to the repository root); None = the
+    harness's own. For frameworks whose pins clash with the harness's (harness/envs.py)."""
+    setup: Optional[str] = None
+    """The command that builds ``env`` (shown when it is missing; default ``make setup-<name>``)."""
 
     def __post_init__(self) -> None:
         path_segment("framework.name", self.name)

@@ -37,7 +37,8 @@ IDENTITY_VERSION = 2
 """Bump when what identifies a cell changes meaning, so no stored cell is reused wrongly.
 
 2: the train/validation/test split follows data.split_seed, no longer train.seed."""
-NOT_IDENTITY = {"run": None, "eval": None, "report": None, "logger": None, "data": {"name": None, "path": None}}
+NOT_IDENTITY = {"run": None, "eval": None, "report": None, "logger": None, "data": {"name": None, "path": None},
+                "framework": {"env": None, "setup": None}}  # where an environment lives is not what it contains
 """Config keys that never change trained weights (None = the whole block)."""
 SAFETENSORS_HEADER_MAX = 1 << 24
 
@@ -213,8 +214,16 @@ def _this_environment() -> str:
 
 
 def environment_fingerprint(framework: Dict[str, Any]) -> str:
-    """Hash of the library versions of the environment that trains the cell (this interpreter's for hf)."""
-    return _this_environment()
+    """Hash of the library versions of the environment that trains the cell: this interpreter's, or the
+    framework's own environment's (``framework.env``; "missing:<env>" until it is built)."""
+    from harness.envs import env_dir, env_versions
+
+    if env_dir(framework) is None:
+        return _this_environment()
+    versions = env_versions(framework)
+    if versions is None:
+        return f"missing:{framework.get('env')}"
+    return environment_digest(versions.get("python") or "?", versions.get("libraries", {}))
 
 
 def cell_identity(config: Dict[str, Any]) -> Dict[str, Any]:

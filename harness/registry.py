@@ -15,6 +15,7 @@ from harness.errors import ConfigError
 
 BACKENDS: Dict[str, str] = {
     "hf": "harness.backends.hf:HFBackend",
+    "unsloth": "harness.backends.unsloth:UnslothBackend",
 }
 EVALUATORS: Dict[str, str] = {
     "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",

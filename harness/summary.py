@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from harness.fairness import fairness_notes, first_step_loss
 from harness.plan.calibrate import prediction_cells
 from harness.records import CELL_SPEC_NAME, read_json, write_text_atomic
 from harness.store import load_sweep, read_manifest
@@ -33,7 +34,7 @@ from harness.summary_quality import quality_cells, quality_definitions
 
 COLUMNS = [
     "cell", "status", "model", "weights", "device", "framework", "quant", "peft", "lora_r", "trainable_params",
-    "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "mfu", "train_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
+    "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "mfu", "train_loss", "first_step_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
     "examples", "trained_tokens", "wall_s", "error",
 ]
 SPREAD = ("tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag")
@@ -51,6 +52,7 @@ DEFINITIONS = {
     "step_cv, step_cv_flag": "standard deviation / mean of the measured step times, and whether it is above run.step_cv_warn (noisy throughput)",
     "mfu": "model FLOPs utilisation against the catalogue's dense bf16 peak of the matched device (record efficiency.mfu)",
     "train_loss": f"mean training loss of the last {TRAIN_LOSS_WINDOW} logged optimizer steps",
+    "first_step_loss": "training loss at the first optimizer step (LoRA starts as a no-op: equal across frameworks on the same model, data and seed)",
     "eval_loss": "token-weighted held-out loss (nats/token) on the held-out split after training",
     "perplexity": "exp(eval_loss)",
     "ppl_delta": "perplexity minus the untrained base model's perplexity on the same held-out split (negative = better); no stderr: one fixed split, scored once",
@@ -119,6 +121,7 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
         **{key: train.get(key) for key in SPREAD},
         "mfu": record.get("efficiency", {}).get("mfu"),
         "train_loss": _train_loss(train.get("loss_curve", [])),
+        "first_step_loss": first_step_loss(train),
         "eval_loss": _metric(record, "perplexity", "eval_loss"),
         "perplexity": _metric(record, "perplexity", "perplexity"),
         "ppl_delta": _metric(record, "perplexity", "perplexity_delta"),
@@ -443,7 +446,7 @@ def summarise(sweep_dir: Path) -> SweepSummary:
     data = data_lines(records, rows, axes)
     order = sorted(range(len(rows)), key=lambda i: tuple(natural_key(rows[i].get(a)) for a in axes))
     rows = [rows[i] for i in order]
-    summary = SweepSummary(rows, columns_for(rows, axes), axes, data, notes_for(rows))
+    summary = SweepSummary(rows, columns_for(rows, axes), axes, data, notes_for(rows) + fairness_notes(rows, axes))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=summary.columns)
     writer.writeheader()

@@ -207,6 +207,9 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
     timings["train"] = time.perf_counter() - mark
     record["memory"]["train_peak"] = cell.memory.peak()
     record["train"] = {**params, **train_stats, **meter.summary()}
+    from harness.fairness import fairness_block
+
+    record["fairness"] = fairness_block(record.get("config") or {}, record["train"])
     record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"], timings["train"], cell.memory.nvml)
     record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS}
     point = divergence(record["train"])

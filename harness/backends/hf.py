@@ -205,6 +205,32 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: 
     return callbacks
 
 
+SETTINGS_READ_BACK = ("optim", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_steps",
+                      "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed", "bf16", "fp16",
+                      "gradient_checkpointing", "max_length", "packing", "padding_free", "loss_type",
+                      "average_tokens_across_devices", "group_by_length")
+"""The trainer arguments that decide the work done and its numerics, as the built trainer holds them."""
+
+
+def trainer_settings(trainer: Any) -> Dict[str, Any]:
+    """What a built trainer will actually use (a framework may change what it was given): its arguments,
+    the model's parameter dtype, and after training the optimizer class it created (fused / foreach)."""
+    args = trainer.args
+    settings: Dict[str, Any] = {}
+    for key in SETTINGS_READ_BACK:
+        value = getattr(args, key, None)
+        value = getattr(value, "value", value)  # enums (optim, lr_scheduler_type) as their names
+        settings[key] = value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+    settings["param_dtype"] = str(next(trainer.model.parameters()).dtype).replace("torch.", "")
+    optimizer = getattr(getattr(trainer, "optimizer", None), "optimizer", getattr(trainer, "optimizer", None))
+    if optimizer is not None:
+        defaults = getattr(optimizer, "defaults", {})
+        settings["optimizer_class"] = type(optimizer).__name__
+        settings["optimizer_fused"] = bool(defaults.get("fused"))
+        settings["optimizer_foreach"] = defaults.get("foreach")
+    return settings
+
+
 class HFBackend:
     """transformers + peft + trl, one cell per instance."""
 
@@ -214,6 +240,9 @@ class HFBackend:
         self.dtype = resolve_dtype(cfg.model.dtype, ctx.device)
         self.tokenizer: Any = None
         self.model: Any = None
+        self.trainer: Any = None
+        self.trainer_notes: Dict[str, Any] = {}
+        """Added to ``train.trainer_settings``: what a framework changed, and anything else it used."""
 
     def _source(self) -> str:
         """Local folder of a tiny model (built on first use) or the hub id / path."""
@@ -374,6 +403,8 @@ class HFBackend:
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # its raw dicts; Report prints one plain line per step instead
+        self.trainer = trainer
+        self._trainer_built(trainer)
         trainer.train()
         history = trainer.state.log_history
         early = next((cb for cb in callbacks if hasattr(cb, "stopped_at")), None)
@@ -384,7 +415,11 @@ class HFBackend:
             "stopped_early_at_step": getattr(early, "stopped_at", None),
             "diverged": getattr(watch, "diverged", None),
             "optimizer_steps": trainer.state.global_step,
+            "trainer_settings": {**trainer_settings(trainer), **self.trainer_notes},
         }
+
+    def _trainer_built(self, trainer: Any) -> None:
+        """Hook: the trainer is built and about to train (a subclass checks or forces what it will use)."""
 
     def model_view(self) -> ModelView:
         """The trained model (adapter applied, not merged) in eval mode."""

@@ -36,6 +36,7 @@ KNOWN: Dict[str, MetricSpec] = {
     "step_cv": MetricSpec(None, False, "step-time CV"),
     "mfu": MetricSpec(None, True, "MFU"),
     "train_loss": MetricSpec("nats/token", False, "train loss"),
+    "first_step_loss": MetricSpec("nats/token", None, "first-step loss"),
     "eval_loss": MetricSpec("nats/token", False, "eval loss"),
     "perplexity": MetricSpec(None, False, "perplexity"),
     "ppl_delta": MetricSpec(None, False, "perplexity vs base"),
