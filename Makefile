@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 # A CPU-only machine takes the local CPU build; a GPU machine can pass TORCH_SPEC=torch
 # (or a CUDA build) to get CUDA kernels.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,eval
+# wandb: the optional logger (logger=wandb), installed here so its offline test runs in make test
+EXTRAS ?= dev,eval,wandb
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
