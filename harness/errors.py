@@ -29,6 +29,11 @@ class ConfigError(HarnessError):
     """An invalid configuration value; the message names the command-line key."""
 
 
+class UnsupportedError(HarnessError):
+    """A setting the cell's framework cannot honour here (e.g. 8-bit on Unsloth's CPU path); the cell ends
+    ``unsupported``, not ``failed``, and the message names the key."""
+
+
 class DataError(HarnessError):
     """Unusable training data; the message names the file and line or record."""
 

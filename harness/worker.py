@@ -91,16 +91,21 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def classify(exc: BaseException) -> str:
-    """Status for an exception: oom for device or host memory exhaustion, else failed.
+    """Status for an exception: oom for device or host memory exhaustion, unsupported for a setting the
+    framework cannot honour (``UnsupportedError``), else failed.
 
     Follows the exception's cause chain, so a library that wraps an allocator failure in
     its own exception (``raise X from oom``, or raising while handling one) still reads as oom.
     """
+    from harness.errors import UnsupportedError
+
     seen: set[int] = set()
     current: Optional[BaseException] = exc
     while current is not None and id(current) not in seen and len(seen) < _CHAIN_LIMIT:
         if _is_oom(current):
             return "oom"
+        if isinstance(current, UnsupportedError):
+            return "unsupported"
         seen.add(id(current))
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return "failed"

@@ -13,7 +13,7 @@ Unsloth's patched ``__post_init__`` changed them, and what the built trainer the
 
 On a machine without a GPU Unsloth 2026.10.9+ trains with stock transformers + PEFT + TRL plus a
 chunked cross-entropy; what it cannot do there (8-bit loading, 4-bit where bitsandbytes' CPU kernels
-refuse the model, other 4-bit settings than its own) ends the cell with a ConfigError naming the key.
+refuse the model, other 4-bit settings than its own) ends the cell ``unsupported`` (UnsupportedError) naming the key.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import unsloth  # noqa: F401  - before transformers, trl and peft (it patches th
 
 from harness.backends.hf import NO_SAFETENSORS, HFBackend, hub_error, pickle_refused
 from harness.config import lora_target_modules
-from harness.errors import ConfigError
+from harness.errors import UnsupportedError
 
 
 def on_cpu() -> bool:
@@ -37,14 +37,14 @@ class UnslothBackend(HFBackend):
     """Unsloth's FastLanguageModel + get_peft_model; training, evaluation and saving as the hf backend."""
 
     def _check_supported(self) -> None:
-        """A ConfigError naming the key for what Unsloth cannot do here."""
+        """An UnsupportedError naming the key for what Unsloth cannot do here."""
         quant = self.cfg.quant
         if quant.mode == "8bit" and on_cpu():
-            raise ConfigError("quant.mode=8bit: Unsloth's CPU path has no 8-bit loading (it would silently load "
+            raise UnsupportedError("quant.mode=8bit: Unsloth's CPU path has no 8-bit loading (it would silently load "
                               "16-bit weights); use quant.mode=none or 4bit, or framework=hf")
         if quant.mode == "4bit" and (quant.quant_type, quant.double_quant) != ("nf4", True) and on_cpu():
             key = "quant.quant_type" if quant.quant_type != "nf4" else "quant.double_quant"
-            raise ConfigError(f"{key}: Unsloth's CPU path always quantizes nf4 with double quantization; "
+            raise UnsupportedError(f"{key}: Unsloth's CPU path always quantizes nf4 with double quantization; "
                               f"it cannot honour quant_type={quant.quant_type} double_quant={quant.double_quant}")
 
     def load_model(self, weights: Optional[Path] = None) -> Dict[str, Any]:
@@ -77,7 +77,7 @@ class UnslothBackend(HFBackend):
                 raise pickle_refused(self.cfg) from exc
             raise hub_error(self.cfg, exc) from exc
         if quantized and not any(type(m).__name__ == "Linear4bit" for m in model.modules()):
-            raise ConfigError("quant.mode=4bit: Unsloth loaded 16-bit weights instead (bitsandbytes' CPU 4-bit kernels "
+            raise UnsupportedError("quant.mode=4bit: Unsloth loaded 16-bit weights instead (bitsandbytes' CPU 4-bit kernels "
                               f"refuse this model or machine: see the worker log); use quant.mode=none for {self.cfg.model.name}")
         self.trainer_notes["chunked_cross_entropy"] = bool(vars(model).get("_unsloth_cpu_chunked_ce", False))
         self.trainer_notes["unsloth_path"] = "cpu (stock transformers + peft + trl)" if on_cpu() else "accelerator"
@@ -126,6 +126,6 @@ class UnslothBackend(HFBackend):
         args = trainer.args
         wanted = "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
         if used is not None and str(used) != wanted:
-            raise ConfigError(f"model.dtype={self.cfg.model.dtype}: Unsloth's trainer runs mixed precision {used}, "
+            raise UnsupportedError(f"model.dtype={self.cfg.model.dtype}: Unsloth's trainer runs mixed precision {used}, "
                               f"not the cell's {wanted}")
         self.trainer_notes["mixed_precision"] = str(used) if used is not None else None

@@ -57,11 +57,11 @@ def test_hf_and_unsloth_do_the_same_work_in_fp32(harness_env, tmp_path: Path) ->
     assert "did not do the same work" not in (sweep_of(root) / "summary.md").read_text()
 
 
-def test_what_unsloth_cannot_do_on_cpu_fails_naming_the_key(harness_env, tmp_path: Path) -> None:
+def test_what_unsloth_cannot_do_on_cpu_is_unsupported_naming_the_key(harness_env, tmp_path: Path) -> None:
     root = tmp_path / "runs"
     result = run_harness(["framework=unsloth", "model=tiny-llama", "quant=8bit", "train.max_steps=2", "train.eval_every=0",
                           "eval=[]"], harness_env, root)
     assert result.returncode == 1
     (view,) = records(sweep_of(root)).values()
-    assert view["status"] == "failed"
+    assert view["status"] == "unsupported"
     assert view["error"].startswith("quant.mode=8bit: Unsloth's CPU path has no 8-bit loading")

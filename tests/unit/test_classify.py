@@ -112,3 +112,16 @@ def test_a_broken_str_does_not_raise():
             raise TypeError("no")
 
     assert classify(Broken()) == "failed"
+
+
+def test_a_setting_the_framework_cannot_honour_is_unsupported() -> None:
+    from harness.errors import UnsupportedError
+
+    assert classify(UnsupportedError("quant.mode=8bit: no 8-bit loading here")) == "unsupported"
+    try:
+        try:
+            raise UnsupportedError("quant.mode=8bit")
+        except UnsupportedError as inner:
+            raise RuntimeError("wrapped") from inner
+    except RuntimeError as outer:
+        assert classify(outer) == "unsupported"
