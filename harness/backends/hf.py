@@ -231,6 +231,12 @@ def trainer_settings(trainer: Any) -> Dict[str, Any]:
     return settings
 
 
+def full_param_counts(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters of a model without an adapter (a full fine-tune)."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
 class HFBackend:
     """transformers + peft + trl, one cell per instance."""
 
@@ -318,8 +324,7 @@ class HFBackend:
             model = self._attach_adapter(model, quantized=quantization is not None)
             trainable, total = model.get_nb_trainable_parameters()
         else:
-            total = sum(p.numel() for p in model.parameters())
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            trainable, total = full_param_counts(model)
         self.model = model
         return {"trainable_params": int(trainable), "total_params": int(total)}
 

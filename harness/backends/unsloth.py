@@ -23,7 +23,7 @@ from typing import Any, Dict, Optional
 
 import unsloth  # noqa: F401  - before transformers, trl and peft (it patches them; it warns when it comes later)
 
-from harness.backends.hf import NO_SAFETENSORS, HFBackend, hub_error, pickle_refused
+from harness.backends.hf import NO_SAFETENSORS, HFBackend, full_param_counts, hub_error, pickle_refused
 from harness.config import lora_target_modules
 from harness.errors import UnsupportedError
 
@@ -96,8 +96,7 @@ class UnslothBackend(HFBackend):
             )
             trainable, total = model.get_nb_trainable_parameters()
         else:
-            total = sum(p.numel() for p in model.parameters())
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            trainable, total = full_param_counts(model)
         self.model = model
         return {"trainable_params": int(trainable), "total_params": int(total)}
 
