@@ -11,7 +11,7 @@ EXTRAS ?= dev,eval,wandb
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
 .PHONY: setup demo test test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
-	frameworks setup-unsloth test-frameworks
+	frameworks setup-unsloth setup-litgpt test-frameworks
 
 setup: $(VENV)/.installed
 	@echo "setup done. In each new shell:  source $(VENV)/bin/activate   then:  python -m harness --help"
@@ -31,7 +31,11 @@ UNSLOTH_SPEC ?= unsloth==2026.10.9
 UNSLOTH := $(ENVS)/unsloth
 UPY := $(UNSLOTH)/bin/python
 
-frameworks: setup-unsloth
+LITGPT_SPEC ?= litgpt==0.5.13
+LITGPT := $(ENVS)/litgpt
+LPY := $(LITGPT)/bin/python
+
+frameworks: setup-unsloth setup-litgpt
 
 setup-unsloth: $(UNSLOTH)/.installed
 	@echo "unsloth environment: $(UNSLOTH) ($$(du -sh $(UNSLOTH) | cut -f1))"
@@ -49,6 +53,21 @@ $(UNSLOTH)/.installed: pyproject.toml Makefile | $(VENV)/.installed
 	$(UPY) -m pip freeze --exclude-editable | grep -v ' @ ' > $(UNSLOTH)/constraints.txt
 	$(UPY) -m pip install --quiet -c $(UNSLOTH)/constraints.txt -e .
 	$(UPY) -c 'import unsloth, harness.worker'
+	touch $@
+
+setup-litgpt: $(LITGPT)/.installed
+	@echo "litgpt environment: $(LITGPT) ($$(du -sh $(LITGPT) | cut -f1))"
+
+# LitGPT pins huggingface-hub<1.4 and psutil==7.2.2 (the harness has moved past both); the torch pin keeps this
+# venv's torch build. Only its runner (harness.frameworks.litgpt_runner: standard library, torch, lightning, litgpt
+# and light harness modules) runs here, so the harness goes in without its dependencies.
+$(LITGPT)/.installed: pyproject.toml Makefile | $(VENV)/.installed
+	test -x $(LPY) || $(PY) -m venv $(LITGPT)
+	$(PY) -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > $(LITGPT)/torch-constraints.txt
+	$(LPY) -m pip install --quiet --upgrade pip
+	$(LPY) -m pip install --quiet -c $(LITGPT)/torch-constraints.txt "$(LITGPT_SPEC)"
+	$(LPY) -m pip install --quiet --no-deps -e .
+	$(LPY) -c 'import litgpt.finetune.lora, harness.frameworks.litgpt_runner'
 	touch $@
 
 demo: setup

@@ -213,6 +213,10 @@ class FrameworkConfig:
     harness's own. For frameworks whose pins clash with the harness's (harness/envs.py)."""
     setup: Optional[str] = None
     """The command that builds ``env`` (shown when it is missing; default ``make setup-<name>``)."""
+    runner: Optional[str] = None
+    """A module run with ``env``'s Python to train (``python -m <runner> RUN_DIR``) while the worker itself stays in
+    the harness's environment, so evaluation runs with the harness's libraries (LitGPT); None: the whole worker
+    runs in ``env`` (Unsloth)."""
 
     def __post_init__(self) -> None:
         path_segment("framework.name", self.name)

@@ -3,7 +3,8 @@
 A framework whose libraries cannot share the harness's environment (Unsloth pins older
 transformers/trl and patches them on import; LitGPT brings its own training loop) names
 its own virtual environment in ``framework.env``; its worker is that environment's
-``bin/python -m harness.worker``. The environment's path is not part of a cell's identity,
+``bin/python -m harness.worker`` -- or, with ``framework.runner`` (LitGPT), the worker stays in the
+harness's environment and only the runner that trains runs with that environment's Python. The environment's path is not part of a cell's identity,
 but its Python and library versions are (``identity.environment_fingerprint``), so a
 rebuilt environment never silently reuses old results. A cell whose environment is not
 built ends ``unsupported`` with the one command that builds it, and the sweep goes on.
@@ -41,10 +42,16 @@ def env_dir(framework: Dict[str, Any]) -> Optional[Path]:
     return path if path.is_absolute() else REPO / path
 
 
-def interpreter(framework: Dict[str, Any]) -> Path:
-    """The Python that runs this framework's workers: ``<env>/bin/python``, else this interpreter."""
+def runner_python(framework: Dict[str, Any]) -> Path:
+    """``<env>/bin/python`` of the framework's environment, else this interpreter."""
     folder = env_dir(framework)
     return folder / "bin" / "python" if folder is not None else Path(sys.executable)
+
+
+def interpreter(framework: Dict[str, Any]) -> Path:
+    """The Python that runs this framework's workers: its environment's, unless only its ``runner`` trains there
+    (LitGPT: the worker stays in the harness's environment and starts the runner with ``runner_python``)."""
+    return Path(sys.executable) if framework.get("runner") else runner_python(framework)
 
 
 def setup_command(framework: Dict[str, Any]) -> str:
@@ -61,14 +68,22 @@ def env_problem(framework: Dict[str, Any]) -> Optional[str]:
             f"build it with: {setup_command(framework)}")
 
 
+FRAMEWORK_LIBRARIES = ("litgpt", "lightning")
+"""Read in framework environments besides harness.env.LIBRARIES, and kept only where installed (so adding one
+here does not change the fingerprint of an environment that lacks it)."""
+
+
 @functools.lru_cache(maxsize=16)
 def _versions(python: str, stamp: Tuple[int, int]) -> Dict[str, Any]:
     from harness.env import LIBRARIES
 
-    out = subprocess.run([python, "-c", _VERSIONS % (LIBRARIES,)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([python, "-c", _VERSIONS % (LIBRARIES + FRAMEWORK_LIBRARIES,)], capture_output=True, text=True,
+                         timeout=120)
     if out.returncode != 0:
         return {"python": None, "libraries": {}, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(out.stdout)
+    found = json.loads(out.stdout)
+    found["libraries"] = {k: v for k, v in found["libraries"].items() if v is not None or k not in FRAMEWORK_LIBRARIES}
+    return found
 
 
 def env_versions(framework: Dict[str, Any]) -> Optional[Dict[str, Any]]:

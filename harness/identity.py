@@ -223,7 +223,9 @@ def environment_fingerprint(framework: Dict[str, Any]) -> str:
     versions = env_versions(framework)
     if versions is None:
         return f"missing:{framework.get('env')}"
-    return environment_digest(versions.get("python") or "?", versions.get("libraries", {}))
+    own = environment_digest(versions.get("python") or "?", versions.get("libraries", {}))
+    # a runner trains there but the worker tokenizes here: both environments shape the cell
+    return f"{_this_environment()}+{own}" if framework.get("runner") else own
 
 
 def cell_identity(config: Dict[str, Any]) -> Dict[str, Any]:

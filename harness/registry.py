@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 BACKENDS: Dict[str, str] = {
     "hf": "harness.backends.hf:HFBackend",
     "unsloth": "harness.backends.unsloth:UnslothBackend",
+    "litgpt": "harness.backends.litgpt:LitGPTBackend",
 }
 EVALUATORS: Dict[str, str] = {
     "perplexity": "harness.evaluators.perplexity:PerplexityEvaluator",

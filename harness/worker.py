@@ -171,6 +171,12 @@ def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, 
     device = resolve_device(cfg.run.device)
     check_device_class(spec.get("identity", {}), device)
     record["environment"] = environment(device)
+    if cfg.framework.runner:  # it trains in its own environment: its versions beside the worker's
+        import dataclasses
+
+        from harness.envs import env_versions
+
+        record["environment"]["runner"] = env_versions(dataclasses.asdict(cfg.framework))
     record["model"] = {"weights": "random" if cfg.model.tiny else "pretrained"}  # tiny models are random-initialised
     ctx = CellContext(cell_dir=cell_dir, cache_dir=Path(cfg.run.cache_dir).expanduser(), device=device, progress=progress)
     backend = registry.load("framework.backend", cfg.framework.backend, registry.BACKENDS)(cfg, ctx)
@@ -211,11 +217,17 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
     train_stats = cell.backend.train(cell.data, meter)
     timings["train"] = time.perf_counter() - mark
     record["memory"]["train_peak"] = cell.memory.peak()
-    record["train"] = {**params, **train_stats, **meter.summary()}
+    nvml, summary = cell.memory.nvml, meter.summary()
+    elsewhere = train_stats.pop("measured", None)
+    if elsewhere:  # trained in its own process (LitGPT's runner), measured there with these same meters
+        record["memory"].update(after_load=elsewhere["after_load"], train_peak=elsewhere["train_peak"])
+        nvml, summary, timings["train_loop"] = elsewhere["nvml"], elsewhere["meter"], elsewhere["train_s"]
+    record["train"] = {**params, **train_stats, **summary}
     from harness.fairness import fairness_block
 
     record["fairness"] = fairness_block(record.get("config") or {}, record["train"])
-    record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"], timings["train"], cell.memory.nvml)
+    record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"],
+                                      timings.get("train_loop", timings["train"]), nvml)
     record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS}
     point = divergence(record["train"])
     if point is not None:

@@ -22,6 +22,8 @@ from harness.errors import ConfigError, HubUnavailableError
 from harness.measure import StepMeter
 from harness.models.tiny import ensure_tiny_model
 from harness.records import share_tree
+from harness.steplog import log_line
+from harness.steplog import number as _number
 
 
 def resolve_dtype(name: str, device: str) -> Any:
@@ -77,36 +79,6 @@ class CountingCollator:
 def _print_line(line: str) -> None:
     """A line to the worker's stdout, which is its log file (the parent sets PYTHONUNBUFFERED)."""
     print(line, file=sys.stdout)
-
-
-def _number(value: Any) -> Optional[float]:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def log_line(step: int, max_steps: Optional[int], logs: Dict[str, Any], step_s: Optional[float], elapsed_s: float) -> str:
-    """One plain line of the worker's log for one Trainer log event (a training step, an evaluation, the end)."""
-    at = f"{step}/{max_steps}" if max_steps else str(step)
-    if "loss" in logs:
-        loss = _number(logs["loss"])
-        parts = [f"step {at}", f"loss {loss:.4f}" if loss is not None else f"loss {logs['loss']}"]
-        if _number(logs.get("learning_rate")) is not None:
-            parts.append(f"lr {_number(logs['learning_rate']):.2e}")
-        if _number(logs.get("grad_norm")) is not None:
-            parts.append(f"grad_norm {_number(logs['grad_norm']):.3f}")
-        if step_s is not None:
-            parts.append(f"{step_s:.3f} s/step")
-        parts.append(f"{elapsed_s:.1f} s elapsed")
-        return "  ".join(parts)
-    if "eval_loss" in logs:
-        runtime = _number(logs.get("eval_runtime"))
-        return f"eval at step {at}  eval_loss {_number(logs['eval_loss']):.4f}" + (f"  {runtime:.1f} s" if runtime is not None else "")
-    if "train_runtime" in logs:
-        loss = _number(logs.get("train_loss"))
-        return f"train end at step {at}  {_number(logs['train_runtime']):.1f} s" + (f"  train_loss {loss:.4f}" if loss is not None else "")
-    return f"log at step {at}  " + "  ".join(f"{k} {v}" for k, v in logs.items() if k != "total_flos")
 
 
 def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: Optional[Callable[[str], None]] = None) -> list:
@@ -229,6 +201,21 @@ def trainer_settings(trainer: Any) -> Dict[str, Any]:
         settings["optimizer_fused"] = bool(defaults.get("fused"))
         settings["optimizer_foreach"] = defaults.get("foreach")
     return settings
+
+
+def _uncounted_eval(trainer: Any, collator: CountingCollator) -> None:
+    """Held-out batches go through the plain collator: the Trainer has one ``data_collator`` for both loaders, and
+    the meter must count only trained micro-batches (its queue would otherwise hand eval batches to later steps)."""
+    make = trainer.get_eval_dataloader
+
+    def eval_loader(*args: Any, **kwargs: Any) -> Any:
+        trainer.data_collator = collator.inner
+        try:
+            return make(*args, **kwargs)
+        finally:
+            trainer.data_collator = collator
+
+    trainer.get_eval_dataloader = eval_loader
 
 
 def full_param_counts(model: Any) -> tuple[int, int]:
@@ -408,6 +395,7 @@ class HFBackend:
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)  # its raw dicts; Report prints one plain line per step instead
+        _uncounted_eval(trainer, collator)
         self.trainer = trainer
         self._trainer_built(trainer)
         trainer.train()
