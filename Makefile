@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 # A CPU-only machine takes the local CPU build; a GPU machine can pass TORCH_SPEC=torch
 # (or a CUDA build) to get CUDA kernels.
 TORCH_SPEC ?= torch==2.13.0
-# wandb: the optional logger (logger=wandb), installed here so its offline test runs in make test
-EXTRAS ?= dev,eval,wandb
+# wandb: the optional logger (logger=wandb), installed here so its offline test runs in make test;
+# scale: Hydra's joblib and submitit launchers (several cells at once, SLURM), pure Python. Ray: pip install -e ".[ray]"
+EXTRAS ?= dev,eval,wandb,scale
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
 .PHONY: setup demo test test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
-	frameworks setup-unsloth setup-litgpt test-frameworks
+	frameworks setup-unsloth setup-litgpt test-frameworks gpu-check gpu-check-cpu
 
 setup: $(VENV)/.installed
 	@echo "setup done. In each new shell:  source $(VENV)/bin/activate   then:  python -m harness --help"
@@ -91,6 +92,21 @@ test-frameworks: setup frameworks
 
 test-all: setup
 	$(PY) -m pytest -q
+
+# The whole GPU check in one command (tools/gpu_check.py): the gpu tier, random-weight real-size cells, the planner
+# calibrated on them, OUT/table.md + OUT/gpu-check.tar.gz. DEVICE=cpu runs the same shapes on tiny models. On an
+# offline CUDA machine whose Python already has the libraries: make gpu-check PY=python3 OUT=... (../shared/device/).
+OUT ?= gpu-check-out
+DEVICE ?= cuda
+BUDGET_S ?= 780
+gpu-check:
+	test -x $(PY) || $(MAKE) setup
+	$(PY) tools/gpu_check.py --out $(OUT) --device $(DEVICE) --budget-s $(BUDGET_S) $(if $(DRY_RUN),--dry-run)
+
+# The GPU check's CPU rehearsal (CI): the same script and table on tiny models.
+gpu-check-cpu: setup
+	rm -rf .ci-gpu-check && $(PY) tools/gpu_check.py --out .ci-gpu-check --device cpu && test -s .ci-gpu-check/table.md \
+		&& test -s .ci-gpu-check/gpu-check.tar.gz
 
 bench: setup
 	$(PY) -m pytest tests/bench -q --benchmark-only

@@ -95,7 +95,18 @@ def finish(sweep_dir: Path, judge: bool = True, blocks: Any = None) -> None:
 
 
 class SummaryCallback(Callback):
-    """Reads the sweep folder Hydra was given (never 'the newest folder') and summarises it."""
+    """Reads the sweep folder Hydra was given (never 'the newest folder') and summarises it.
+
+    It runs in the parent whatever the launcher: the jobs may run in other processes or on other
+    machines (joblib, submitit, Ray), so the verdict and the exit code come from the files on disk.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Note the sweep folder in the parent, so a Ctrl-C under a launcher whose jobs run elsewhere still summarises it."""
+        try:
+            STATE.sweep_dir = Path(config.hydra.sweep.dir)
+        except Exception:  # noqa: BLE001 - only a fallback for Ctrl-C; the jobs set it too
+            pass
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended."""

@@ -97,17 +97,25 @@ def _wait(proc: subprocess.Popen, timeout_s: float, tick: Optional[Callable[[], 
 
 def spawn_worker(
     cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None, tick: Optional[Callable[[], None]] = None,
-    python: Optional[Path] = None,
+    python: Optional[Path] = None, watch: Any = None,
 ) -> Tuple[Optional[int], bool]:
     """Run the worker for ``cell_dir`` with ``python`` (default: this interpreter; a framework's own
     environment otherwise, see harness/envs.py); return (exit code or None, timed out).
 
     The worker inherits the cell's lock, so the cell stays locked until the worker is gone
     even if this parent is killed first. ``tick`` is called about every ``REDRAW_S`` while
-    the worker runs (the progress line).
+    the worker runs (the progress line). ``watch``: a ``harness.memcap.Watchdog`` that watches
+    the worker's resident memory while it runs (a capped CPU cell).
+
+    Under a launcher that runs several cells at once (``harness.launch``) the worker's
+    environment also sets its threads per cell and, for a CUDA cell, the one GPU it was
+    leased (``CUDA_VISIBLE_DEVICES``; the lease's lock is inherited like the cell's).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{SPAWN_TIME_ENV: repr(time.time())})
-    with open(cell_dir / LOG_NAME, "ab") as log:
+    from harness.launch import placement
+
+    say = lambda line: print(f"{Path(cell_dir).name}: {line}", flush=True)  # noqa: E731
+    with placement(cell_dir, say) as placed, open(cell_dir / LOG_NAME, "ab") as log:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **placed.env, **{SPAWN_TIME_ENV: repr(time.time())})
         proc = subprocess.Popen(
             [str(python or sys.executable), "-m", "harness.worker", str(cell_dir)],
             stdout=log,
@@ -115,8 +123,10 @@ def spawn_worker(
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # own process group: a timeout kills its children too
-            pass_fds=(lock_fd,) if lock_fd is not None else (),
+            pass_fds=tuple(fd for fd in (lock_fd, *placed.fds) if fd is not None),
         )
+        if watch is not None:
+            watch.start(proc.pid)
         try:
             return _wait(proc, timeout_s, tick), False
         except subprocess.TimeoutExpired:
@@ -125,6 +135,9 @@ def spawn_worker(
         except BaseException:  # Ctrl-C or a launcher stop: never leave the worker running
             _kill_group(proc)
             raise
+        finally:
+            if watch is not None:
+                watch.stop()
 
 
 def _record(cell_dir: Path) -> Optional[Dict[str, Any]]:
@@ -149,10 +162,16 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
     record = _record(plan.cell_dir)
     ours = record is not None and record.get("attempt") == attempt
     status, error = _exit_status(outcome["code"], outcome["timed_out"], outcome["timeout_s"], outcome["oom"])
+    watch = outcome.get("watch")
+    if watch is not None and watch.tripped and not outcome["timed_out"]:  # the memory cap ended it: oom, never crashed
+        status, error = "oom", watch.error()
     tail = _log_tail(plan.cell_dir / LOG_NAME)
     if train:
         if not ours:
             record = new_record(plan.cell_id, status, plan.config, error=error, log_tail=tail, identity=plan.identity, attempt=attempt)
+        from harness.memcap import settle
+
+        settle(record, watch, ours)
         record.setdefault("timings_s", {})["cell_wall"] = outcome["wall"]
         record["worker_exit_code"] = outcome["code"]
         write_json_atomic(plan.cell_dir / RECORD_NAME, record)
@@ -168,6 +187,7 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
 def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float, lock_fd: int,
              sweep_dir: Optional[Path] = None, say: Callable[[str], None] = print) -> None:
     """Write the spec for one attempt, run its worker (drawing ``sweep_dir``'s progress line), and collect what it left."""
+    from harness.memcap import watchdog_for
     from harness.oom import oom_kill_count
 
     attempt = uuid.uuid4().hex
@@ -179,14 +199,15 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     before = oom_kill_count()
     started = time.perf_counter()
     line = progress.StatusLine(sweep_dir, say) if sweep_dir is not None else None
+    watch = watchdog_for(plan.config, plan.identity.get("device", "cpu"))  # run.memory_cap_gib on a CPU cell
     try:
         code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,
-                                       python=interpreter(plan.config.get("framework") or {}))
+                                       python=interpreter(plan.config.get("framework") or {}), watch=watch)
     finally:
         if line is not None:
             line.clear()
     outcome = {"code": code, "timed_out": timed_out, "timeout_s": timeout_s, "wall": time.perf_counter() - started,
-               "oom": (before, oom_kill_count())}
+               "oom": (before, oom_kill_count()), "watch": watch}
     _collect(plan, attempt, train, todo, outcome)
     progress.finish(plan.cell_dir, attempt, outcome["wall"])  # after the record: "done" means settled
 

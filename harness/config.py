@@ -12,9 +12,11 @@ This module must stay importable without torch: the parent process imports it.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from harness.errors import ConfigError
@@ -54,6 +56,24 @@ LORA_TARGET_PRESETS = ("attention", "all-linear")
 PEFT_METHODS = ("lora", "dora", "full")
 QUANT_MODES = ("none", "8bit", "4bit")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+WEIGHTS = ("pretrained", "random")
+MODEL_SHAPE_KEYS = ("arch", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
+                    "vocab_size", "tie_embeddings", "max_position_embeddings")
+"""The ModelConfig keys that give a model its shape (the numbers a pretrained checkpoint fixes)."""
+MODEL_GROUPS_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_model_group(name: str) -> Optional[Dict[str, Any]]:
+    """The values of ``conf/model/<name>.yaml``, or None when no such group ships (or it does not parse)."""
+    import yaml
+
+    path = MODEL_GROUPS_DIR / f"{name}.yaml"
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return values if isinstance(values, dict) else None
 
 
 def _one_of(key: str, value: Any, allowed: tuple) -> None:
@@ -84,6 +104,12 @@ class ModelConfig:
     """Architecture family: llama, mistral, gemma2, qwen2 or phi3 (decides module names)."""
     tiny: bool = True
     """True for the random-initialised tiny models the harness builds and caches itself."""
+    weights: str = "pretrained"
+    """pretrained: the checkpoint at hub_id@revision. random: the architecture built from this group's numbers with
+    the transformers class of ``arch``, random weights from a fixed seed, cached once per architecture and dtype, no
+    hub access: memory and speed are the real model's, losses and scores mean nothing (``model=llama
+    model.weights=random``). Shape keys (``model.num_layers=2``) may then differ from the checkpoint's. Tiny models
+    are always random (``effective_weights``)."""
     num_layers: int = 2
     """Decoder layers."""
     hidden_size: int = 128
@@ -116,13 +142,39 @@ class ModelConfig:
         path_segment("model.name", self.name)
         _one_of("model.arch", self.arch, tuple(ARCH_LINEAR_MODULES))
         _one_of("model.dtype", self.dtype, DTYPES)
-        _require(self.tiny or bool(self.hub_id), "model.hub_id", self.hub_id, "a non-tiny model needs a hub id or local path")
+        _one_of("model.weights", self.weights, WEIGHTS)
+        pretrained = self.effective_weights() == "pretrained"
+        _require(not pretrained or bool(self.hub_id), "model.hub_id", self.hub_id, "a non-tiny model needs a hub id or local path")
         for key in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "intermediate_size", "vocab_size"):
             value = getattr(self, key)
             _require(value > 0, f"model.{key}", value, "must be a positive integer")
         _require(self.num_heads % self.num_kv_heads == 0, "model.num_kv_heads", self.num_kv_heads, "must divide model.num_heads")
-        if not self.tiny:
+        if pretrained:  # random weights load nothing from hub_id: no code, no pickle, no checkpoint numbers
             self._check_loading_policy()
+            self._check_checkpoint_shape()
+
+    def effective_weights(self) -> str:
+        """random or pretrained: what the cell loads (a tiny model is random whatever ``weights`` says).
+
+        ``weights`` itself is left as given: the schema's defaults (and so every cell id) are
+        computed from a default ModelConfig, which is tiny.
+        """
+        return "random" if self.tiny else self.weights
+
+    def _check_checkpoint_shape(self) -> None:
+        """A shipped group's checkpoint fixes its shape: an override of a shape key needs model.weights=random."""
+        shipped = shipped_model_group(self.name)
+        if shipped is None or shipped.get("hub_id") != self.hub_id:  # not a shipped group's checkpoint: not known here
+            return
+        for key in MODEL_SHAPE_KEYS:
+            expected = shipped.get(key, ModelConfig.__dataclass_fields__[key].default)
+            _require(
+                getattr(self, key) == expected,
+                f"model.{key}",
+                getattr(self, key),
+                f"the numbers of a pretrained model come from its checkpoint ({self.hub_id} has {expected}); "
+                "use model.weights=random to train this architecture with random weights",
+            )
 
     def _check_loading_policy(self) -> None:
         """Remote code only at a pinned commit; pickle weights only when allowed (local folders checked here)."""
@@ -387,9 +439,22 @@ class DataConfig:
     """assistant: loss on assistant tokens only; all: loss on the whole sequence."""
     overlong: str = "truncate"
     """Examples longer than train.max_seq_len: truncate (keep the first tokens) or drop."""
+    synthetic: bool = False
+    """Generate the examples instead of reading a data set (``data=synthetic``): each is exactly ``data.seq_len``
+    random token ids from the tokenizer's vocabulary (special tokens left out), every token loss-bearing, drawn from
+    data.split_seed. For memory and throughput checks ("batch 4 x 2048 tokens" trains 2048-token rows); its losses
+    and perplexities say nothing about quality. format, columns, filters, loss_on and overlong do not apply."""
+    seq_len: Optional[int] = None
+    """Tokens in every synthetic example (data=synthetic only; conf/data/synthetic.yaml sets train.max_seq_len).
+    Never truncated: a value above train.max_seq_len is rejected, since a memory check must train rows of the
+    length it asked for, not silently shorter ones."""
+    examples: Optional[int] = None
+    """Synthetic training examples (data=synthetic only). Validation and test get val_fraction and test_fraction
+    of that many more (at least one validation example), so the model trains on exactly this many rows."""
 
     def __post_init__(self) -> None:
         path_segment("data.name", self.name)
+        self._check_synthetic()
         _require(self.path is None or self.hub_id is None, "data.hub_id", self.hub_id, "set data.path or data.hub_id, not both")
         if self.path is not None:
             path = os.path.expanduser(self.path)
@@ -408,6 +473,31 @@ class DataConfig:
         )
         if self.max_examples is not None:
             _require(self.max_examples > 0, "data.max_examples", self.max_examples, "must be a positive integer")
+
+    def _check_synthetic(self) -> None:
+        """seq_len and examples go with data.synthetic, and a synthetic source reads no file or hub dataset."""
+        if not self.synthetic:
+            for key in ("seq_len", "examples"):
+                value = getattr(self, key)
+                _require(value is None, f"data.{key}", value, "only applies to generated data: use data=synthetic")
+            return
+        for key in ("seq_len", "examples"):
+            value = getattr(self, key)
+            _require(isinstance(value, int) and value > 0, f"data.{key}", value, "must be a positive integer with data=synthetic")
+        for key in ("path", "hub_id"):
+            value = getattr(self, key)
+            _require(value is None, f"data.{key}", value, "data=synthetic generates its examples; it reads no data set")
+
+    def check_fits(self, max_seq_len: int) -> None:
+        """Synthetic rows fit train.max_seq_len (they are never truncated); checked by HarnessConfig."""
+        if self.synthetic:
+            _require(
+                self.seq_len <= max_seq_len,
+                "data.seq_len",
+                self.seq_len,
+                f"longer than train.max_seq_len={max_seq_len}; synthetic rows are never truncated: "
+                f"set train.max_seq_len={self.seq_len} or more",
+            )
 
 
 @dataclass
@@ -511,9 +601,26 @@ class RunConfig:
     adapters are always kept."""
     step_cv_warn: float = 0.25
     """Flag cells whose step-time CV (stdev / mean of measured step times) is above this; noisy throughput."""
+    memory_cap_gib: Optional[float] = None
+    """Emulate a smaller device (GiB): on CUDA a per-process memory fraction of (cap - CUDA context) / total, on
+    CPU a watchdog on the worker's resident memory; past it the cell ends oom (reason memory_cap). Unlike the other
+    run keys it is part of a capped cell's identity: a result under a cap is not one without it (harness/memcap.py)."""
+    oom_frontier: bool = True
+    """Run a sweep's cells in ascending predicted memory and skip a cell as "does not fit (inferred)" once a cell it
+    dominates (same everything but train.batch_size, train.max_seq_len, lora.r, each <=) ran out of memory
+    (harness/frontier.py); the skips live in the sweep's manifest, and a rerun checks them again."""
+    threads_per_cell: Optional[int] = None
+    """CPU threads of each worker (OMP_NUM_THREADS, MKL_NUM_THREADS, torch) when a launcher runs several cells at
+    once; None: the cores // cells at once (at least 1); one cell at a time keeps the environment's (harness/launch.py)."""
+    cells_per_gpu: int = 1
+    """Cells that may share one GPU when a launcher runs several at once; above 1 such cells are flagged gpu_shared
+    and stay out of planner calibration (their peaks are not their own)."""
 
     def __post_init__(self) -> None:
         _require(self.timeout_s > 0, "run.timeout_s", self.timeout_s, "must be > 0")
+        _require(self.threads_per_cell is None or self.threads_per_cell >= 1, "run.threads_per_cell", self.threads_per_cell,
+                 "must be a positive integer (or null: cores // cells at once)")
+        _require(self.cells_per_gpu >= 1, "run.cells_per_gpu", self.cells_per_gpu, "must be a positive integer")
         _require(self.step_cv_warn > 0, "run.step_cv_warn", self.step_cv_warn, "must be > 0")
         _one_of("run.device", self.device, ("auto", "cpu", "cuda"))
         if self.sweep is not None:
@@ -521,6 +628,10 @@ class RunConfig:
             _require(self.sweep.lower() not in RESERVED_SWEEPS, "run.sweep", self.sweep, "is reserved (run.root/cells holds the cell store)")
         check_run_root_name(self.root)
         _one_of("run.on_busy", self.on_busy, ("wait", "skip"))
+        if self.memory_cap_gib is not None:
+            cap = self.memory_cap_gib
+            _require(isinstance(cap, (int, float)) and not isinstance(cap, bool) and 0 < cap < float("inf"),
+                     "run.memory_cap_gib", cap, "must be a positive number of GiB (or null for no cap)")
 
 
 @dataclass
@@ -553,6 +664,7 @@ class HarnessConfig:
         )
         if uses_adapter:
             lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
+        self.data.check_fits(self.train.max_seq_len)
         for name in self.eval.enabled():  # files and caches an evaluator's block points at
             check_evaluator_config(name, getattr(self.eval, name), self.run.cache_dir)
         if any(name in JUDGED for name in self.eval.enabled()):  # a judge that cannot work fails before any training

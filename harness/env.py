@@ -95,4 +95,13 @@ def environment(device: str) -> Dict[str, Any]:
         "libraries": library_versions(),
         "git_sha": git_sha(),
         **device_info(device),
+        **_launch(),
     }
+
+
+def _launch() -> Dict[str, Any]:
+    """``launch``: how many cells ran at once, threads per cell, the leased GPU (harness.launch), when set."""
+    from harness.launch import from_env
+
+    block = from_env()
+    return {"launch": block} if block is not None else {}

@@ -45,8 +45,8 @@ def in_local_cache(model: ModelConfig) -> bool:
 
 def hub_problem(model: ModelConfig) -> Optional[str]:
     """One-line reason the model cannot be loaded here, or None when it may load."""
-    if model.tiny or Path(os.path.expanduser(str(model.hub_id))).exists():
-        return None
+    if model.tiny or model.weights == "random" or Path(os.path.expanduser(str(model.hub_id))).exists():
+        return None  # built here (tiny, model.weights=random) or a local folder: no hub involved
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if in_local_cache(model) or hub_reachable(endpoint):
         return None

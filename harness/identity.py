@@ -11,9 +11,11 @@ training, computed in the parent without torch:
 - the data's content (a hash of the files' names and bytes; for a hub dataset its id,
   config, split and revision);
 - the model's weights: a hub id at a revision, a local folder's fingerprint (file names,
-  sizes and safetensors headers) or a tiny model's build key;
+  sizes and safetensors headers), a tiny model's build key or a random-weight model's
+  architecture (``model.weights=random``, which is also in the config part);
 - the device class (``cpu`` or ``cuda:<device name>``): a CPU record is never reused as a
-  GPU result;
+  GPU result; likewise ``run.memory_cap_gib`` when set (an emulated smaller device,
+  ``harness.memcap``): a result under a cap is never reused as one without it, or the reverse;
 - a hash of the framework environment's library versions.
 
 Each evaluator's result is keyed by its name, its config block and the inputs it
@@ -97,7 +99,12 @@ def _files_digest(stamp: Tuple[Tuple[str, int, int], ...]) -> str:
 
 
 def data_fingerprint(data: Dict[str, Any]) -> str:
-    """The data's identity: a content hash for files and folders, id@revision for a hub dataset."""
+    """The data's identity: a content hash for files and folders, id@revision for a hub dataset, the generator and
+    shape for synthetic rows (their tokens also follow the tokenizer, which the model's fingerprint covers)."""
+    if data.get("synthetic"):
+        from harness.data.synthetic import fingerprint
+
+        return fingerprint(data.get("seq_len"), data.get("examples"))
     if data.get("hub_id"):
         revision = data.get("hub_revision") or "unpinned"
         return f"hub:{data['hub_id']}:{data.get('hub_config')}:{data.get('hub_split')}@{revision}"
@@ -127,12 +134,17 @@ def folder_fingerprint(folder: Path) -> str:
 
 
 def model_fingerprint(model: Dict[str, Any]) -> str:
-    """The base weights' identity: tiny build key, local folder fingerprint, or hub id@revision."""
+    """The base weights' identity: tiny build key, random-weight architecture, local folder fingerprint, or hub id@revision."""
     if model.get("tiny"):
         from harness.config import ModelConfig
         from harness.models.tiny import tiny_model_key
 
         return "tiny:" + tiny_model_key(ModelConfig(**model))
+    if model.get("weights") == "random":  # built from the numbers: no hub id, no revision to resolve
+        from harness.config import ModelConfig
+        from harness.models.random_weights import random_fingerprint
+
+        return "random:" + random_fingerprint(ModelConfig(**model))
     hub_id = str(model.get("hub_id"))
     local = Path(os.path.expanduser(hub_id))
     if local.is_dir():
@@ -230,7 +242,7 @@ def environment_fingerprint(framework: Dict[str, Any]) -> str:
 
 def cell_identity(config: Dict[str, Any]) -> Dict[str, Any]:
     """Everything that decides a cell's trained weights (see the module docstring)."""
-    return {
+    identity = {
         "version": IDENTITY_VERSION,
         "config": canonical_training_config(config),
         "data": data_fingerprint(config["data"]),
@@ -238,6 +250,10 @@ def cell_identity(config: Dict[str, Any]) -> Dict[str, Any]:
         "device": device_class(config["run"]["device"]),
         "environment": environment_fingerprint(config["framework"]),
     }
+    cap = config["run"].get("memory_cap_gib")
+    if cap is not None:  # an emulated smaller device, like the device class: only an uncapped cell's id is unchanged
+        identity["memory_cap_gib"] = float(cap)
+    return identity
 
 
 def cell_id(config: Dict[str, Any], identity: Dict[str, Any]) -> str:

@@ -179,6 +179,20 @@ def _describe(record: Dict[str, Any]) -> str:
     return "  ".join(parts + lm_eval_headlines(record))
 
 
+def _inferred_oom(job: Job, plan: Any, entry: Dict[str, Any]) -> bool:
+    """Skip the cell when a cell of this run that it needs no less memory than ran out of it (harness.frontier):
+    the skip goes into the sweep's manifest, never into the cell store; True when skipped."""
+    from harness.frontier import MARK, inferred_skip
+    from harness.store import read_manifest, update_manifest
+
+    mark = inferred_skip(read_manifest(job.sweep_dir), job.num, plan)
+    if mark is None:
+        return False
+    update_manifest(job.sweep_dir, job.num, {**entry, MARK: mark})
+    print(f"#{job.num} {plan.cell_id}: skipped  {mark['error']}", flush=True)
+    return True
+
+
 def task(cfg: DictConfig) -> None:
     """Hydra task function: one cell."""
     from harness.cell import plan_cell, run_cell
@@ -200,11 +214,19 @@ def task(cfg: DictConfig) -> None:
         entry = manifest_entry(plan, job.overrides)
         # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
         update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
+        frontier = job.multirun and typed.run.oom_frontier
+        if frontier and _inferred_oom(job, plan, entry):
+            STATE.not_ok += 1
+            return
         say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
         record, note = run_cell(
             plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
             preflight=lambda: hub_problem(typed.model), sweep_dir=job.sweep_dir,
         )
+        if frontier:  # what the OOM frontier of the jobs still to come reads (harness.frontier)
+            from harness.frontier import ENDED
+
+            update_manifest(job.sweep_dir, job.num, {**entry, ENDED: record["status"]})
         wall = record.get("timings_s", {}).get("cell_wall")
         note = note or (f"{wall:.1f} s" if wall else "")
         print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)

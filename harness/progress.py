@@ -233,10 +233,16 @@ def sweep_progress(sweep_dir: Path, *, now: Optional[float] = None, files: Optio
         return None
     since = _number(manifest.get("started", manifest.get("written"))) or 0.0
     cells: Dict[str, Dict[str, str]] = {}
+    inferred = set()  # skipped by the OOM frontier in this run (harness.frontier): finished, not ok
     for _, job in sorted((manifest.get("jobs") or {}).items(), key=lambda item: int(item[0])):
         cells.setdefault(job["cell_id"], job.get("evals") or {})
+        if job.get("frontier"):
+            inferred.add(job["cell_id"])
     out = SweepProgress(total=len(cells))
     for cid, evals in cells.items():
+        if cid in inferred:
+            out.failed += 1
+            continue
         cell_dir = sweep_dir / cid
         spec_at = files.mtime(cell_dir / CELL_SPEC_NAME)
         spec = files.json(cell_dir / CELL_SPEC_NAME) if spec_at is not None and spec_at >= since - CLOCK_SLACK_S else None

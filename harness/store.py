@@ -255,7 +255,12 @@ def load_sweep(sweep_dir: Path) -> List[Dict[str, Any]]:
         if job["cell_id"] in seen:
             continue
         seen.add(job["cell_id"])
-        views.append(cell_view(Path(sweep_dir) / job["cell_id"], requested(job), job["cell_id"]))
+        view = cell_view(Path(sweep_dir) / job["cell_id"], requested(job), job["cell_id"])
+        if job.get("frontier") and view.get("status") != "ok":  # ruled out by the OOM frontier: kept in the manifest only
+            from harness.frontier import skipped_view
+
+            view = skipped_view(job)
+        views.append(view)
     return views
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from harness.fairness import fairness_notes, first_step_loss
+from harness.launch import concurrency_note
 from harness.plan.calibrate import prediction_cells
 from harness.records import CELL_SPEC_NAME, read_json, write_text_atomic
 from harness.store import load_sweep, read_manifest
@@ -42,7 +43,8 @@ SPREAD = ("tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv",
 TRAIN_LOSS_WINDOW = 5
 DEFINITIONS = {
     "axes (leading columns)": "the config keys whose values differ across the sweep's cells (model, lora_r, train.seed, ...); rows are sorted by them",
-    "weights": "random (tiny random-initialised model: numbers exercise the code path, not a recipe) or pretrained",
+    "weights": "random (a tiny model, or model.weights=random: the real architecture with random weights; memory and speed "
+               "are real, losses and scores only exercise the code path) or pretrained",
     "device": "where the worker trained: cpu or cuda",
     "peak_mem_mib": "training peak in MiB by the counter in mem_counter (cuda_peak_allocated: torch peak allocated; host_peak_rss: worker VmHWM reset before training)",
     "pred_mem_mib": "the capacity planner's analytic prediction of the same counter (python -m harness.plan, uncalibrated), at the largest micro-batch the cell built",
@@ -68,6 +70,8 @@ DEFINITIONS = {
 
 NOTES = {
     "random": "random-weight tiny models: losses, perplexities and deltas exercise the code path, they say nothing about recipes",
+    "random_real": "model.weights=random cells are real architectures with random weights: their memory, tokens_per_s and mfu "
+                   "are the real model's, their losses, perplexities and scores mean nothing",
     "cpu": "CPU cells: peak_mem_mib is the worker's host RSS and tokens_per_s is CPU throughput; neither is a GPU figure",
     "cpu_bnb": "bitsandbytes on CPU dequantizes: 4-bit cells use more host memory than bf16 here; memory figures are not GPU figures",
 }
@@ -214,10 +218,12 @@ def columns_for(rows: List[Dict[str, Any]], axes: Iterable[str] = ()) -> List[st
 
 NOT_AXES = ("run", "eval", "report", "logger")
 """Config blocks that never make a cell differ (how it runs; what scores it)."""
+RUN_AXES = ("memory_cap_gib",)
+"""The run keys that do make a cell differ (part of a cell's identity when set: an emulated smaller device)."""
 GROUP_NAMES = {"model": "model.name", "quant": "quant.mode", "peft": "peft.method", "framework": "framework.name", "data": "data.name"}
 """Config group -> the key that names its choice; when that key varies, it stands for the whole block."""
 AXIS_COLUMNS = {"model.name": "model", "quant.mode": "quant", "peft.method": "peft", "framework.name": "framework",
-                "lora.r": "lora_r", "data.name": "data"}
+                "lora.r": "lora_r", "data.name": "data", "run.memory_cap_gib": "memory_cap_gib"}
 """Axis key -> the summary column that shows it (the rest are shown under their dotted key)."""
 _MISSING = object()
 
@@ -254,6 +260,13 @@ def _override_keys(manifest: Optional[Dict[str, Any]]) -> List[str]:
     return keys
 
 
+def _axis_tree(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The part of a config that can vary as an axis: every block but NOT_AXES, plus RUN_AXES that are set."""
+    tree = {k: v for k, v in config.items() if k not in NOT_AXES}
+    run = {k: v for k, v in (config.get("run") or {}).items() if k in RUN_AXES and v is not None}
+    return {**tree, "run": run} if run else tree
+
+
 def varied_axes(configs: List[Dict[str, Any]], manifest: Optional[Dict[str, Any]] = None) -> List[str]:
     """Config keys whose values differ across ``configs`` (empty configs ignored), as axis columns.
 
@@ -261,7 +274,7 @@ def varied_axes(configs: List[Dict[str, Any]], manifest: Optional[Dict[str, Any]
     also differs in its layer count). Ordered as the overrides name them, then in config order;
     seeds go last, so replicates of one recipe sit next to each other.
     """
-    flat = [_flatten({k: v for k, v in config.items() if k not in NOT_AXES}) for config in configs if config]
+    flat = [_flatten(_axis_tree(config)) for config in configs if config]
     if len(flat) < 2:
         return []
     keys: List[str] = []
@@ -371,11 +384,20 @@ def data_lines(records: List[Dict[str, Any]], rows: List[Dict[str, Any]], axes: 
 # ---- caveats ---------------------------------------------------------------------------------
 
 
-def notes_for(rows: List[Dict[str, Any]]) -> List[str]:
-    """Caveats that change how this table's numbers read, one line each."""
+def real_random(config: Dict[str, Any]) -> bool:
+    """True for a cell of a real architecture with random weights (``model.weights=random`` on a non-tiny model)."""
+    model = config.get("model") or {}
+    return model.get("weights") == "random" and not model.get("tiny")
+
+
+def notes_for(rows: List[Dict[str, Any]], configs: Optional[List[Dict[str, Any]]] = None) -> List[str]:
+    """Caveats that change how this table's numbers read, one line each (``configs``: the rows' configs, any order)."""
     notes = []
-    if any(row.get("weights") == "random" for row in rows):
+    real = sum(1 for config in configs or [] if real_random(config))
+    if sum(1 for row in rows if row.get("weights") == "random") > real:  # tiny models among them
         notes.append(NOTES["random"])
+    if real:
+        notes.append(NOTES["random_real"])
     cpu = [row for row in rows if row.get("device") == "cpu" or row.get("mem_counter") == "host_peak_rss"]
     if cpu:
         notes.append(NOTES["cpu"])
@@ -446,7 +468,8 @@ def summarise(sweep_dir: Path) -> SweepSummary:
     data = data_lines(records, rows, axes)
     order = sorted(range(len(rows)), key=lambda i: tuple(natural_key(rows[i].get(a)) for a in axes))
     rows = [rows[i] for i in order]
-    summary = SweepSummary(rows, columns_for(rows, axes), axes, data, notes_for(rows) + fairness_notes(rows, axes))
+    parallel = [note for note in [concurrency_note(records)] if note]  # several cells at once (harness/launch.py)
+    summary = SweepSummary(rows, columns_for(rows, axes), axes, data, notes_for(rows, configs) + fairness_notes(rows, axes) + parallel)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=summary.columns)
     writer.writeheader()

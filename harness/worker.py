@@ -157,6 +157,15 @@ def check_device_class(identity: Dict[str, Any], device: str) -> None:
                           "set run.device=cpu or run.device=cuda explicitly")
 
 
+def _memory_cap(cfg: Any, spec: Dict[str, Any], record: Dict[str, Any], device: str) -> None:
+    """run.memory_cap_gib before the model loads: the CUDA memory fraction here; on CPU the parent's watchdog."""
+    from harness.memcap import apply_in_worker
+
+    block = apply_in_worker(cfg.run.memory_cap_gib, device, runner=cfg.framework.name if cfg.framework.runner else None)
+    if block is not None and spec["train"]:
+        record["memory_cap"] = block
+
+
 def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float],
               progress: Any = None) -> Opened:
     """Resolve the device, build the backend, load tokenizer and data, prepare the requested evaluators."""
@@ -170,6 +179,7 @@ def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, 
     started = time.perf_counter()
     device = resolve_device(cfg.run.device)
     check_device_class(spec.get("identity", {}), device)
+    _memory_cap(cfg, spec, record, device)
     record["environment"] = environment(device)
     if cfg.framework.runner:  # it trains in its own environment: its versions beside the worker's
         import dataclasses
@@ -177,7 +187,7 @@ def open_cell(cfg: Any, spec: Dict[str, Any], cell_dir: Path, record: Dict[str, 
         from harness.envs import env_versions
 
         record["environment"]["runner"] = env_versions(dataclasses.asdict(cfg.framework))
-    record["model"] = {"weights": "random" if cfg.model.tiny else "pretrained"}  # tiny models are random-initialised
+    record["model"] = {"weights": cfg.model.effective_weights()}  # random: tiny or model.weights=random; quality means nothing
     ctx = CellContext(cell_dir=cell_dir, cache_dir=Path(cfg.run.cache_dir).expanduser(), device=device, progress=progress)
     backend = registry.load("framework.backend", cfg.framework.backend, registry.BACKENDS)(cfg, ctx)
     memory = MemoryMeter(device)
@@ -356,6 +366,10 @@ def main(argv: list[str]) -> int:
         status, error = "diverged", str(exc)
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside a cell is a cell failure
         status, error = classify(exc), one_line(exc)
+        if status == "oom" and spec["train"]:
+            from harness.memcap import on_oom
+
+            on_oom(record, exc)
         record["traceback"] = traceback.format_exc()
         print(record["traceback"], file=sys.stderr)
         if not spec["train"]:

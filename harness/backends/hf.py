@@ -20,6 +20,7 @@ from harness.divergence import is_finite
 from harness.divergence import point as divergence_point
 from harness.errors import ConfigError, HubUnavailableError
 from harness.measure import StepMeter
+from harness.models.random_weights import ensure_random_model
 from harness.models.tiny import ensure_tiny_model
 from harness.records import share_tree
 from harness.steplog import log_line
@@ -238,13 +239,15 @@ class HFBackend:
         """Added to ``train.trainer_settings``: what a framework changed, and anything else it used."""
 
     def _source(self) -> str:
-        """Local folder of a tiny model (built on first use) or the hub id / path."""
+        """Local folder of a tiny or random-weight model (built on first use), or the hub id / path."""
         if self.cfg.model.tiny:
             return str(ensure_tiny_model(self.cfg.model, self.ctx.cache_dir))
+        if self.cfg.model.weights == "random":  # a checkpoint like the hub's: from_pretrained converts it as it would that
+            return str(ensure_random_model(self.cfg.model, self.ctx.cache_dir, self.ctx.device))
         return str(self.cfg.model.hub_id)
 
     def _hub_kwargs(self) -> Dict[str, Any]:
-        if self.cfg.model.tiny:
+        if self.cfg.model.tiny or self.cfg.model.weights == "random":  # a folder the harness wrote: no revision, no code
             return {}
         return {"revision": self.cfg.model.revision, "trust_remote_code": self.cfg.model.trust_remote_code}
 
@@ -252,8 +255,9 @@ class HFBackend:
         """Tokenizer with a pad token (eos when the model has none)."""
         from transformers import AutoTokenizer
 
+        source = self._source()  # building a tiny or random-weight model is no hub problem: its errors are its own
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self._source(), **self._hub_kwargs())
+            tokenizer = AutoTokenizer.from_pretrained(source, **self._hub_kwargs())
         except OSError as exc:
             raise hub_error(self.cfg, exc) from exc
         if tokenizer.pad_token is None:

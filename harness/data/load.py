@@ -292,7 +292,9 @@ def _load_hub(data: DataConfig, cache_dir: Optional[Path]) -> Any:
 
 
 def open_source(data: DataConfig, cache_dir: Optional[Path] = None) -> Any:
-    """The FileSource or HubSource a data config names."""
+    """The FileSource or HubSource a data config names (``data=synthetic`` has none: see harness.data.synthetic)."""
+    if data.synthetic:
+        raise DataError("data=synthetic generates token ids; it has no records to read (harness.data.synthetic.build)")
     return HubSource(data, cache_dir) if data.hub_id else FileSource(data)
 
 
@@ -334,7 +336,7 @@ def check_source(data: DataConfig) -> None:
     Cheap enough to run once per distinct data config of a sweep: it reads and validates,
     without filters or tokenization, and is memoised on the files' names, sizes and mtimes.
     """
-    if data.hub_id:
+    if data.hub_id or data.synthetic:  # synthetic rows are generated in the worker; there is nothing to read
         return
     files = source_files(resolve_path(data.path))
     stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)

@@ -156,6 +156,13 @@ def data_line(stats: Dict[str, Any]) -> str:
     dropped = {k: v for k, v in stats["filtered"].items() if v}
     train = stats.get("train", {})
     used = train.get("examples", stats["split_examples"]["train"])
+    if stats.get("synthetic"):
+        split = stats["split_examples"]
+        return (
+            f"data: synthetic, {stats['records']} rows of {stats['seq_len']} random tokens, all loss-bearing "
+            f"(quality metrics meaningless); train {split['train']} / validation {split['validation']} "
+            f"/ test {split['test']}; training on {used} examples"
+        )
     return (
         f"data: {stats['records']} records, {invalid} invalid{' (skipped)' if invalid else ''}; "
         f"kept {stats['kept']}, dropped {sum(dropped.values())}"
@@ -168,22 +175,28 @@ def data_line(stats: Dict[str, Any]) -> str:
 def prepare_data(
     data: DataConfig, tokenizer: Any, max_seq_len: int, seed: int, cache_dir: Optional[Path] = None, quiet: bool = False
 ) -> PreparedData:
-    """Prepared data for one cell, from the tokenized cache under ``cache_dir`` when an entry exists.
+    """Prepared data for one cell: generated rows for data=synthetic (``harness.data.synthetic``), else read,
+    filtered and tokenized, from the tokenized cache under ``cache_dir`` when an entry exists.
 
     Prints ``data_line`` (into the worker's log) unless ``quiet``: filters can drop most of a file.
     """
-    template = ensure_chat_template(tokenizer)
-    source = open_source(data, cache_dir)
-    parts = _cache_parts(data, tokenizer, template, max_seq_len, seed, source.fingerprint())
-    key = cache.cache_key(parts)
-    root = Path(cache_dir).expanduser() / "tokenized" if cache_dir is not None else None
+    template = ensure_chat_template(tokenizer)  # evaluators render prompts with it, synthetic data or not
     mark = time.perf_counter()
-    splits, stats, hit = cache.cached(root, key, lambda: build(data, tokenizer, max_seq_len, seed, source))
+    if data.synthetic:  # token ids already, cheaper to draw than to cache: no key, no entry
+        from harness.data import synthetic
+
+        splits, stats = synthetic.build(data, tokenizer, max_seq_len, seed)
+        key, hit, template = None, False, None
+    else:
+        source = open_source(data, cache_dir)
+        key = cache.cache_key(_cache_parts(data, tokenizer, template, max_seq_len, seed, source.fingerprint()))
+        root = Path(cache_dir).expanduser() / "tokenized" if cache_dir is not None else None
+        splits, stats, hit = cache.cached(root, key, lambda: build(data, tokenizer, max_seq_len, seed, source))
     train, held, test = splits["train"], splits["validation"], splits["test"]
     stats.update(
         chat_template=template,
-        loss_on=data.loss_on,
-        overlong=data.overlong,
+        loss_on="all" if data.synthetic else data.loss_on,
+        overlong=None if data.synthetic else data.overlong,
         max_seq_len=max_seq_len,
         max_examples=data.max_examples,
         cache={"key": key, "hit": hit, "seconds": time.perf_counter() - mark},

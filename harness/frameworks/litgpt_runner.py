@@ -69,6 +69,17 @@ def lit_config(hf: Dict[str, Any], arch: str, lora: Dict[str, Any]) -> Any:
     )
 
 
+def peft_lora_params(hf: Dict[str, Any], lora: Dict[str, Any]) -> int:
+    """Trainable parameters peft gives the same targets on the Hugging Face model: r x (in + out) per adapted linear."""
+    hidden, heads, inter = hf["hidden_size"], hf["num_attention_heads"], hf["intermediate_size"]
+    head_dim = hf.get("head_dim") or hidden // heads
+    kv = (hf.get("num_key_value_heads") or heads) * head_dim
+    per_layer = {"query": hidden + heads * head_dim, "key": hidden + kv, "value": hidden + kv,
+                 "projection": heads * head_dim + hidden, "mlp": 3 * (hidden + inter)}
+    layers = sum(size for name, size in per_layer.items() if lora.get(name)) * hf["num_hidden_layers"]
+    return lora["r"] * (layers + ((hidden + hf["vocab_size"]) if lora.get("head") else 0))
+
+
 def _copiers(arch: str) -> tuple:
     from litgpt.scripts import convert_hf_checkpoint as to_lit
     from litgpt.scripts import convert_lit_checkpoint as to_hf
@@ -270,6 +281,10 @@ def run(run_dir: Path) -> Dict[str, Any]:
     mark_only_lora_as_trainable(model)
     counts = {"trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
               "total_params": sum(p.numel() for p in model.parameters())}
+    expected = peft_lora_params(hf, spec["lora"])
+    if counts["trainable_params"] != expected:  # a target mapped wrong: the two frameworks would not train alike
+        raise RuntimeError(f"lora: LitGPT's LoRA trains {counts['trainable_params']:,} parameters where peft trains "
+                           f"{expected:,} on the same targets ({spec['lora']}); the target mapping is wrong")
     model = fabric.setup_module(model)
     optimizer = fabric.setup_optimizers(torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"],

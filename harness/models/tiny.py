@@ -15,7 +15,7 @@ import json
 import shutil
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from harness.config import ModelConfig
 from harness.data.load import BUNDLED_PATH
@@ -62,7 +62,25 @@ def tiny_model_key(model: ModelConfig) -> str:
 
 def ensure_tiny_model(model: ModelConfig, cache_dir: Path) -> Path:
     """Folder of the cached tiny model, building it first if no other process has."""
-    target = within(Path(cache_dir).expanduser() / "models" / tiny_model_key(model), Path(cache_dir).expanduser())
+
+    def build(staging: Path) -> None:
+        tokenizer = build_tokenizer(model.vocab_size)
+        tokenizer.save_pretrained(staging)
+        build_model(model, tokenizer).save_pretrained(staging)
+
+    return ensure_cached_model(cache_dir, tiny_model_key(model), build)
+
+
+def ensure_cached_model(cache_dir: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """Folder ``<cache_dir>/models/<key>``, made once by ``build(staging)`` under a lock shared by every process.
+
+    ``build`` fills a private staging folder, renamed into place only when complete (a
+    folder with a ``config.json`` counts as built), so a crashed build leaves nothing that
+    looks finished, and a concurrent worker waits for the lock, then reuses the folder.
+    Shared by the tiny models and the random-weight checkpoints (harness/models/random_weights.py).
+    """
+    root = Path(cache_dir).expanduser()
+    target = within(root / "models" / key, root)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +89,7 @@ def ensure_tiny_model(model: ModelConfig, cache_dir: Path) -> Path:
             return target
         staging = make_staging_dir(f".{target.name}.", target.parent)  # not mkdtemp's 0700: a shared cache entry
         try:
-            tokenizer = build_tokenizer(model.vocab_size)
-            tokenizer.save_pretrained(staging)
-            build_model(model, tokenizer).save_pretrained(staging)
+            build(staging)
             share_tree(staging)  # safetensors writes 0600; every user of the cache must read the weights
             staging.rename(target)
         finally:

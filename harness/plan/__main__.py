@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional
 from harness.errors import ConfigError, HarnessError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-COMPONENTS = ["weights", "adapter", "gradients", "optimizer", "activations", "head", "step_temp", "overhead"]
+COMPONENTS = ["weights", "adapter", "optimizer", "gradients", "activations", "recompute", "head", "step_temp", "overhead"]
+"""Breakdown rows in print order: what is alive at the peak, so they add up to the predicted total."""
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -42,6 +43,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--head", choices=("fused", "full"), default="fused",
                         help="fused: trl's chunked LM head (what the hf backend runs); full: logits materialised")
     parser.add_argument("--dataset-tokens", type=float, default=None, help="tokens in the training split (overrides the estimate)")
+    parser.add_argument("--examples", type=int, default=None, metavar="N",
+                        help="time and cost for N training examples: tokens per example from data=synthetic, a record of "
+                             "the same data (--sweeps) or data.path's files, else train.max_seq_len (stated in the output)")
     parser.add_argument("--html", type=Path, default=None, metavar="FILE",
                         help="also write a self-contained HTML page: predicted peak vs each catalogue GPU's memory")
     parser.add_argument("--records", action="append", default=[], metavar="DIR",
@@ -89,7 +93,7 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
 def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalogue: Dict[str, Any],
              records: List[Dict[str, Any]], coeffs: Dict[str, Any]) -> Dict[str, Any]:
     """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time."""
-    from harness.plan.estimate import DEFAULT_MFU, dataset_tokens, gpu_table, measured_throughput
+    from harness.plan.estimate import DEFAULT_MFU, dataset_plan, gpu_table, measured_throughput
     from harness.plan.memory import Cell, predict
 
     cell = Cell.of(typed)
@@ -97,10 +101,8 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
     counter = "cuda_peak_allocated" if args.device == "cuda" else "host_peak_rss"
     coeff = coeffs.get(counter)
     prediction = predict(cell, args.device, coeff=coeff, **options)
-    if args.dataset_tokens:
-        tokens, source = args.dataset_tokens, "given by --dataset-tokens"
-    else:
-        tokens, source = dataset_tokens(plain["data"], records, typed.model.name)
+    dataset = dataset_plan(plain["data"], records, typed.model.name, typed.train.max_seq_len, args.examples, args.dataset_tokens)
+    tokens = dataset["train_tokens"]
     epochs_tokens = tokens * typed.train.epochs if tokens else None
     out: Dict[str, Any] = {
         "cell": {"model": typed.model.name, "peft": typed.peft.method, "quant": typed.quant.mode,
@@ -110,7 +112,7 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
         "coefficients": {"counter": counter, "calibrated": coeff is not None,
                          **({"act_scale": coeff.act_scale, "overhead_mib": coeff.overhead_mib} if coeff else {})},
         "memory": prediction.as_dict(),
-        "dataset": {"train_tokens": tokens, "source": source, "epochs": typed.train.epochs, "epochs_tokens": epochs_tokens},
+        "dataset": {**dataset, "epochs": typed.train.epochs, "epochs_tokens": epochs_tokens},
     }
     if args.device == "cuda":
         throughput = measured_throughput(plain, records, catalogue)
@@ -141,12 +143,14 @@ def render(plan: Dict[str, Any]) -> str:
                                      if coeff["calibrated"] else "analytic defaults (no --sweeps)"))
     lines.append("")
     rows = [{"component": k, "GiB": mem["components"][k] / 1024} for k in COMPONENTS]
+    rows.append({"component": f"total ({mem['phase']})", "GiB": mem["total_mib"] / 1024})
     lines.append(to_markdown(rows, ["component", "GiB"]))
+    other = {name: mib for name, mib in mem["phases"].items() if name != mem["phase"]}
+    lines.append(f"rows: what is alive at the peak ({mem['phase']} phase); "
+                 + ", ".join(f"the {name} phase holds {_gib(mib)} GiB" for name, mib in other.items()))
     lines.append("assumptions: " + "; ".join(mem["assumptions"]))
-    data = plan["dataset"]
-    if data["train_tokens"]:
-        lines.append(f"dataset: {data['train_tokens']:,.0f} training tokens ({data['source']}) x {data['epochs']:g} epochs")
-    if "gpus" in plan:
+    lines += [f"note: {caveat}" for caveat in mem["caveats"]]
+    if "gpus" in plan:  # --device cpu predicts memory only: no time, no cost
         lines.append("")
         table = []
         for row in plan["gpus"]:
@@ -157,7 +161,14 @@ def render(plan: Dict[str, Any]) -> str:
                 "hours": row["hours"], "USD": row["cost_usd"], "throughput": row["throughput_source"],
             })
         lines.append(to_markdown(table, list(table[0]) if table else ["gpu"]))
+        lines.append(_dataset_line(plan["dataset"]))
     return "\n".join(lines)
+
+
+def _dataset_line(data: Dict[str, Any]) -> str:
+    """Which data the hours and USD are for, and how many epochs."""
+    epochs = f", {data['epochs']:g} epoch{'s' * (data['epochs'] != 1)}" if data["train_tokens"] else ""
+    return f"time and cost for: {data['for']}{epochs}" + (f"; {data['hint']}" if data.get("hint") else "")
 
 
 def render_grid(plans: List[Dict[str, Any]]) -> str:
@@ -178,7 +189,10 @@ def render_grid(plans: List[Dict[str, Any]]) -> str:
             "cheapest GPU": cheapest["gpu"] if cheapest else "none",
             "USD": cheapest["cost_usd"] if cheapest else None,
         })
-    return to_markdown(rows, list(rows[0]) if rows else ["model"])
+    lines = [to_markdown(rows, list(rows[0]) if rows else ["model"])]
+    lines += list(dict.fromkeys(_dataset_line(plan["dataset"]) for plan in plans if "gpus" in plan))
+    lines += [f"note: {caveat}" for caveat in dict.fromkeys(c for plan in plans for c in plan["memory"]["caveats"])]
+    return "\n".join(lines)
 
 
 def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
@@ -186,9 +200,11 @@ def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
     lines = ["# calibration on measured records"]
     for counter, entry in report.items():
         d = entry["default"]
+        error = (f"analytic defaults: median {d['median_abs_pct']:.1f} %, worst {d['worst_abs_pct']:.1f} % absolute error"
+                 if entry["records"] else "nothing to compare")
         lines.append(
-            f"{counter}: {entry['records']} ok records; analytic defaults: median {d['median_abs_pct']:.1f} %, "
-            f"worst {d['worst_abs_pct']:.1f} % absolute error"
+            f"{counter}: {entry['records']} ok records; {error}"
+            + (f" ({entry['not_modelled']} more left out: quantized on CPU, not modelled)" if entry.get("not_modelled") else "")
         )
         if "fitted" in entry:
             f, loo = entry["fitted"], entry["leave_one_out"]
@@ -213,6 +229,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         if args.mfu is not None and not 0 < args.mfu <= 1:
             raise ConfigError(f"--mfu={args.mfu}: must be in (0, 1]")
+        if args.examples is not None and args.examples <= 0:
+            raise ConfigError(f"--examples={args.examples}: must be a positive integer")
+        if args.examples is not None and args.dataset_tokens is not None:
+            raise ConfigError(f"--examples={args.examples}: give --examples or --dataset-tokens, not both")
         if args.records and args.html is None:
             raise ConfigError(f"--records={args.records[0]}: only used with --html FILE")
         catalogue = load_catalogue(args.hardware_dir)

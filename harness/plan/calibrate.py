@@ -3,9 +3,10 @@
 Each ok record is a point: the cell's config, the micro-batch shape it actually reached
 (``train.max_batch_shape``, else the configured one) and its measured peak by its counter.
 Per counter (cuda_peak_allocated, host_peak_rss) two coefficients are fitted: ``act_scale``
-(multiplies activation + head bytes) and ``overhead_mib`` (a constant), minimising squared
-relative error. The error reported is leave-one-out: each record is predicted by a fit on
-all the others, so no record grades a fit it took part in.
+(multiplies activation + head bytes, and on CPU the activation pages still resident at the
+optimizer step) and ``overhead_mib`` (a constant), minimising squared relative error. The
+error reported is leave-one-out: each record is predicted by a fit on all the others, so no
+record grades a fit it took part in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from harness.launch import shared_gpu
 from harness.plan.memory import DEFAULTS, Cell, Coefficients, Prediction, predict
 from harness.records import load_records
 
@@ -39,10 +41,13 @@ class Point:
     """Gradients alive with the activations, MiB."""
     step: float
     """Gradients + optimizer-step temporaries, MiB."""
+    resident: float = 0.0
+    """Activation bytes still resident at the optimizer step (host RSS: glibc's heap), MiB, before act_scale."""
 
     def value(self, coeff: Coefficients) -> float:
         """The model's prediction for this point under ``coeff``."""
-        return self.fixed + max(coeff.act_scale * self.scalable + self.concurrent, self.step) + coeff.overhead_mib
+        fwd_bwd = coeff.act_scale * self.scalable + self.concurrent
+        return self.fixed + max(fwd_bwd, self.step + coeff.act_scale * self.resident) + coeff.overhead_mib
 
 
 def record_shape(record: Dict[str, Any]) -> Tuple[Optional[int], Optional[int], float]:
@@ -79,7 +84,7 @@ def predict_record(record: Dict[str, Any], coeff: Optional[Coefficients] = None,
 
 
 def to_point(record: Dict[str, Any], **options: Any) -> Optional[Point]:
-    """A fit point for an ok record with a measured peak; None otherwise."""
+    """A fit point for an ok record with a measured peak whose cell the model covers (see ``caveats``); None otherwise."""
     peak = record.get("memory", {}).get("train_peak", {})
     if record.get("status") != "ok" or not peak.get("peak_mib") or not peak.get("counter"):
         return None
@@ -87,17 +92,30 @@ def to_point(record: Dict[str, Any], **options: Any) -> Optional[Point]:
         p = predict_record(record, Coefficients(1.0, 0.0), **options)
     except Exception:  # noqa: BLE001 - a record from another version may not rebuild; it is left out
         return None
-    c = p.components
-    concurrent = p.terms["concurrent"]
+    if p.caveats:  # a path the model does not follow (bitsandbytes on CPU) would bend the fit for every other cell
+        return None
+    terms = p.terms  # both phases, whichever peaks: the fit may move the peak from one to the other
     return Point(
         cell_id=record.get("cell_id", "?"),
         counter=peak["counter"],
         measured_mib=float(peak["peak_mib"]),
-        fixed=c["weights"] + c["adapter"] + c["optimizer"],
-        scalable=c["activations"] + c["head"],
-        concurrent=concurrent,
-        step=c["gradients"] + c["step_temp"],
+        fixed=terms["fixed"],
+        scalable=terms["scalable"],
+        concurrent=terms["concurrent"],
+        step=terms["step"],
+        resident=terms.get("resident", 0.0),
     )
+
+
+def not_modelled(record: Dict[str, Any]) -> bool:
+    """An ok, measured record whose cell the model does not cover (a caveat), so calibration leaves it out."""
+    peak = (record.get("memory") or {}).get("train_peak") or {}
+    if record.get("status") != "ok" or not peak.get("peak_mib") or not peak.get("counter"):
+        return False
+    try:
+        return bool(predict_record(record).caveats)
+    except Exception:  # noqa: BLE001 - a record from another version: not this kind of leaving out
+        return False
 
 
 def fit(points: List[Point]) -> Coefficients:
@@ -133,15 +151,23 @@ def _stats(errors: List[float]) -> Dict[str, Optional[float]]:
 def calibrate(records: Iterable[Dict[str, Any]], **options: Any) -> Dict[str, Dict[str, Any]]:
     """Per counter: fitted coefficients, leave-one-out error, and the uncalibrated error for comparison."""
     by_counter: Dict[str, List[Point]] = {}
+    left_out: Dict[str, int] = {}
     for record in records:
+        if shared_gpu(record):  # cells that shared a GPU (harness/launch.py): their peaks are not their own
+            continue
         point = to_point(record, **options)
         if point is not None:
             by_counter.setdefault(point.counter, []).append(point)
+        elif not_modelled(record):
+            counter = record["memory"]["train_peak"]["counter"]
+            left_out[counter] = left_out.get(counter, 0) + 1
     report: Dict[str, Dict[str, Any]] = {}
-    for counter, points in sorted(by_counter.items()):
+    for counter in sorted(set(by_counter) | set(left_out)):
+        points = by_counter.get(counter, [])
         default = DEFAULTS.get(counter, Coefficients())
         entry: Dict[str, Any] = {
             "records": len(points),
+            "not_modelled": left_out.get(counter, 0),
             "default": {"act_scale": default.act_scale, "overhead_mib": default.overhead_mib,
                         **_stats([abs_pct(p.value(default), p.measured_mib) for p in points])},
         }

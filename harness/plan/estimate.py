@@ -1,4 +1,4 @@
-"""Per-GPU fit, largest batch and sequence, and time and cost for the configured dataset.
+"""Per-GPU fit, largest batch and sequence, and time and cost for the configured dataset or ``--examples N``.
 
 Throughput comes from measured records of the same cell on the same catalogue device when
 there are any (all non-padding tokens/s); otherwise from an MFU assumption stated in the
@@ -61,14 +61,38 @@ def assumed_mfu(cell: Cell, base: float, seq: int, adapter_params: int) -> Tuple
     return mfu, words
 
 
-def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str) -> Tuple[Optional[float], str]:
-    """Non-padding tokens in the training split, and where the figure comes from."""
+def _measured(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str) -> Optional[Tuple[Dict[str, Any], str]]:
+    """The training-split statistics of a record with the same data and model, and its cell id; None when none has."""
     for record in records:
         cfg = record.get("config", {})
         if cfg.get("data") == data and cfg.get("model", {}).get("name") == model_name:
-            tokens = record.get("data", {}).get("train", {}).get("tokens")
-            if tokens:
-                return float(tokens), f"measured in record {record.get('cell_id')}"
+            train = record.get("data", {}).get("train", {})
+            if train.get("tokens"):
+                return train, str(record.get("cell_id"))
+    return None
+
+
+def _data_name(data: Dict[str, Any]) -> str:
+    """How the output names a data config: data=synthetic, the bundled chat set, a file or a hub dataset."""
+    if data.get("synthetic"):
+        return f"data=synthetic ({data.get('seq_len')}-token rows)"
+    if data.get("hub_id"):
+        return f"data.hub_id={data['hub_id']}"
+    if data.get("path") is None:
+        return "the bundled chat set"
+    return resolve_path(data.get("path")).name
+
+
+def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str) -> Tuple[Optional[float], str]:
+    """Non-padding tokens in the training split, and where the figure comes from."""
+    if data.get("synthetic"):  # exact: every row is seq_len tokens
+        count = min(int(data["examples"]), int(data.get("max_examples") or data["examples"]))
+        return float(count * int(data["seq_len"])), f"data=synthetic: {count} examples x {data['seq_len']} tokens"
+    found = _measured(data, records, model_name)
+    if found is not None:
+        return float(found[0]["tokens"]), f"measured in record {found[1]}"
+    if data.get("hub_id"):  # never stand in the bundled file for a hub dataset
+        return None, "data.hub_id is not read offline; --sweeps with a record of it gives its size"
     path = resolve_path(data.get("path"))
     try:
         chars, examples = _count_chars(path)
@@ -79,11 +103,68 @@ def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_na
     if data.get("max_examples"):
         kept = min(kept, float(data["max_examples"]))
     share = kept / examples if examples else 0.0
-    return chars * share / CHARS_PER_TOKEN, f"estimated from {path.name}: {chars} characters / {CHARS_PER_TOKEN:g} per token"
+    return chars * share / CHARS_PER_TOKEN, f"estimated from {path.name}: {chars:,} characters / {CHARS_PER_TOKEN:g} per token"
 
 
-def _count_chars(path: Path) -> Tuple[int, int]:
-    """(characters of every string value, records) of a data file or folder, read as training reads it."""
+def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str, max_seq_len: int) -> Tuple[float, str]:
+    """Tokens in one training example, for ``--examples``, and where the figure comes from.
+
+    In order: data=synthetic's seq_len (exact); a record of the same data and model
+    (measured); the user's own files (data.path: characters / CHARS_PER_TOKEN per record,
+    cut at train.max_seq_len as training cuts them); else train.max_seq_len, an upper bound
+    that matches the memory prediction's "every sequence at full length". The bundled chat
+    set is not the user's data, so it never stands in for it.
+    """
+    if data.get("synthetic"):
+        return float(data["seq_len"]), "data=synthetic: exact"
+    found = _measured(data, records, model_name)
+    if found is not None and found[0].get("examples"):
+        train, cell = found
+        return train["tokens"] / train["examples"], f"measured: mean of {train['examples']} examples in record {cell}"
+    if data.get("path") is not None:
+        path = resolve_path(data["path"])
+        try:
+            lengths = [min(chars / CHARS_PER_TOKEN, max_seq_len) for chars in _record_chars(path)]
+        except (OSError, ValueError, DataError) as exc:
+            lengths, why = [], f"{type(exc).__name__} reading {path}"
+        else:
+            why = f"{path} has no records"
+        if lengths:
+            return (sum(lengths) / len(lengths), f"estimated from {path.name}: mean of {len(lengths)} records, "
+                    f"{CHARS_PER_TOKEN:g} characters per token, cut at train.max_seq_len={max_seq_len}")
+        return float(max_seq_len), f"assumed train.max_seq_len={max_seq_len} ({why})"
+    unread = "data.hub_id is not read offline; " if data.get("hub_id") else ""
+    return float(max_seq_len), (f"assumed train.max_seq_len={max_seq_len}, an upper bound; {unread}"
+                                "data.path=YOUR_FILE gives your data's own mean")
+
+
+def dataset_plan(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str, max_seq_len: int,
+                 examples: Optional[int] = None, given_tokens: Optional[float] = None) -> Dict[str, Any]:
+    """What the time and cost are for: training tokens, examples, tokens per example, their sources, one line saying
+    so (``for``) and what else the user could ask (``hint``).
+
+    ``given_tokens`` (``--dataset-tokens``) wins; then ``examples`` (``--examples``) x tokens per
+    example; else the configured data set's training split.
+    """
+    if given_tokens:
+        return {"train_tokens": float(given_tokens), "source": "given by --dataset-tokens", "examples": None,
+                "tokens_per_example": None, "for": f"{given_tokens:,.0f} training tokens (--dataset-tokens)", "hint": None}
+    if examples:
+        per, source = tokens_per_example(data, records, model_name, max_seq_len)
+        return {"train_tokens": examples * per, "source": f"--examples {examples} x tokens per example ({source})",
+                "examples": examples, "tokens_per_example": per,
+                "for": f"{examples:,} examples x {per:,.0f} tokens each = {examples * per:,.0f} training tokens "
+                       f"(tokens per example: {source})", "hint": None}
+    tokens, source = dataset_tokens(data, records, model_name)
+    name = _data_name(data)
+    described = f"{name}: {tokens:,.0f} training tokens ({source})" if tokens else f"{name}: training tokens unknown ({source})"
+    hint = "--examples N plans N examples instead" if tokens else "give --examples N or --dataset-tokens for hours and USD"
+    return {"train_tokens": tokens, "source": source, "examples": None, "tokens_per_example": None, "for": described,
+            "hint": hint}
+
+
+def _record_chars(path: Path) -> List[int]:
+    """Characters of every string value of each record of a data file or folder, read as training reads it."""
 
     def strings(node: Any) -> int:
         if isinstance(node, str):
@@ -94,8 +175,13 @@ def _count_chars(path: Path) -> Tuple[int, int]:
             return sum(strings(v) for v in node)
         return 0
 
-    rows = [item.row for file in source_files(path) for item in read_file(file)[1] if item.problem is None]
-    return sum(strings(r) for r in rows), len(rows)
+    return [strings(item.row) for file in source_files(path) for item in read_file(file)[1] if item.problem is None]
+
+
+def _count_chars(path: Path) -> Tuple[int, int]:
+    """(characters of every string value, records) of a data file or folder."""
+    counts = _record_chars(path)
+    return sum(counts), len(counts)
 
 
 IDENTITY = (("model", "name"), ("peft", "method"), ("quant", "mode"), ("lora", "r"), ("lora", "target"),

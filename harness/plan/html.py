@@ -242,7 +242,9 @@ Coefficients: {{ coefficients }}.</p>
 <td class="text">{{ c.phase }}</td><td class="{{ {'none': 'short', '—': ''}.get(c.smallest, 'fits') }} text">{{ c.smallest }}</td></tr>
 {% endfor %}</table>
 <p class="note">Assumptions: {{ assumptions }}</p>
-{% for div in plots %}{{ div }}
+{% for note in notes %}<p class="note">Note: {{ note }}</p>
+{% endfor %}{% for line in time_for %}<p class="note">Hours and USD (in each GPU's hover) are for {{ line }}.</p>
+{% endfor %}{% for div in plots %}{{ div }}
 {% endfor %}
 {% if gpus %}<h2>Hardware catalogue</h2>
 <table>
@@ -320,6 +322,8 @@ def render_html(plans: List[Dict[str, Any]], catalogue: Dict[str, Any],
     return template.render(
         plotlyjs=_markup(get_plotlyjs()),
         coefficients=coefficients, cells=cells, assumptions="; ".join(plans[0]["memory"]["assumptions"]) if plans else "",
+        notes=list(dict.fromkeys(c for plan in plans for c in plan["memory"].get("caveats", []))),
+        time_for=list(dict.fromkeys(plan["dataset"]["for"] for plan in plans if plan.get("gpus") and plan.get("dataset"))),
         plots=[_markup(p) for p in plots], gpus=gpus, records=table, unit=unit[0], record_dirs=", ".join(str(d) for d in record_dirs),
         records_plot=_markup(_div(figure, DIV_RECORDS)) if figure is not None else "",
     )

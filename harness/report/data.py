@@ -6,7 +6,8 @@ of every grid is kept, whatever its status: failed, ``oom``, timed-out, crashed 
 skipped cells are results too.
 
 - ``wide``: one row per cell: the summary's columns (``harness.summary.summary_row``)
-  first, then the axes, ``status_label`` ("does not fit" for oom), the sweeps, seed,
+  first, then the axes, ``status_label`` ("does not fit" for oom, "does not fit
+  (inferred)" for a cell the OOM frontier skipped), the sweeps, seed,
   cost and the environment.
 - ``tidy``: one row per cell and metric: training figures (evaluator ``train``) and every
   evaluator's metric rows (value, stderr, n, unit, direction), each with the cell's
@@ -22,6 +23,7 @@ from typing import Any, Dict, Iterable, List
 
 import pandas as pd
 
+from harness.frontier import inferred
 from harness.report.metrics import KNOWN, MetricSpec, spec_for
 from harness.store import load_sweep, read_manifest
 from harness.summary import _axis_value, _flatten, _with_spec_config, natural_key, summary_row, varied_axes
@@ -29,6 +31,8 @@ from harness.summary import _axis_value, _flatten, _with_spec_config, natural_ke
 STATUS_LABELS = {"oom": "does not fit", "timeout": "timed out", "crashed": "crashed", "failed": "failed",
                  "skipped": "skipped", "diverged": "diverged", "invalid": "invalid", "unsupported": "unsupported"}
 """How a non-ok status reads in a table cell or a plot label."""
+INFERRED_LABEL = "does not fit (inferred)"
+"""The label of a cell the OOM frontier skipped (``harness.frontier``): status skipped, its error says why."""
 TRAIN_METRICS = [c for c in KNOWN if not c.startswith(("mt_bench", "alpaca"))]
 
 
@@ -79,7 +83,7 @@ def _wide_row(cell: Dict[str, Any], axes: List[str]) -> Dict[str, Any]:
     config = cell.get("config") or {}
     for axis in axes:
         row[axis] = _axis_value(row, config, axis)
-    row["status_label"] = status_label(row["status"])
+    row["status_label"] = INFERRED_LABEL if inferred(row) else status_label(row["status"])
     row["sweeps"] = ",".join(cell["sweeps"])
     row["seed"] = (config.get("train") or {}).get("seed")
     row["train_cost_usd"] = (cell.get("efficiency") or {}).get("train_cost_usd")

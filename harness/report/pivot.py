@@ -18,7 +18,7 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.report.data import ReportData, status_label
 from harness.report.numbers import NO_VALUE, Position, best_mask, format_value, position
-from harness.summary import AXIS_COLUMNS, NOTES, _axis_value, _fmt, lm_eval_cells, natural_key
+from harness.summary import AXIS_COLUMNS, NOTES, _axis_value, _fmt, lm_eval_cells, natural_key, real_random
 from harness.summary_quality import domain_cells
 
 HEADLINES = ("peak_mem_mib", "tokens_per_s", "eval_loss", "perplexity")
@@ -279,7 +279,10 @@ def environment_notes(data: ReportData) -> List[str]:
     libraries = [f"{lib} {' / '.join(v)}" for lib in LIBRARIES if (v := _distinct(data, f"env.libraries.{lib}", f"env.{lib}"))]
     notes += [f"libraries: {', '.join(libraries)}"] if libraries else []
     if "random" in _distinct(data, "weights"):
-        notes.append(NOTES["random"])
+        configs = [cell.get("config") or {} for cell in data.cells]
+        real = any(real_random(config) for config in configs)
+        tiny = any((config.get("model") or {}).get("tiny") for config in configs)
+        notes += ([NOTES["random"]] if tiny or not real else []) + ([NOTES["random_real"]] if real else [])
     return notes
 
 

@@ -4,6 +4,10 @@ A typo in one value of a sweep (``lora.r=0,8``) should fail the command at once,
 after the first cells have trained. Composing a config is cheap, so each job's config
 is composed and validated up front; on error the command prints one line per problem
 and exits with status 2, having computed nothing.
+
+With ``run.oom_frontier=true`` (the default) the jobs are launched in ascending predicted
+memory (``harness.frontier.order``), so a cell that runs out of memory does so before the
+larger cells it rules out; the manifest numbers the jobs in that launch order.
 """
 
 from __future__ import annotations
@@ -34,8 +38,16 @@ class ValidatingSweeper(BasicSweeper):
     def _job_overrides(self, arguments: List[str]) -> List[List[str]]:
         params = [f"{k}={v}" for k, v in (self.params or {}).items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = self.split_arguments(parser.parse_overrides(params), None)
+        batches = BasicSweeper.split_arguments(parser.parse_overrides(params), None)
         return [job for batch in batches for job in batch]
+
+    def split_arguments(self, overrides: List[Any], max_batch_size: Optional[int]) -> List[List[List[str]]]:  # type: ignore[override]
+        """BasicSweeper's jobs, in the launch order ``_write_manifest`` chose (``self._order``), in batches."""
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        order = getattr(self, "_order", None)
+        if order is not None and sorted(order) == list(range(len(jobs))):
+            jobs = [jobs[i] for i in order]
+        return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size)) if max_batch_size else [jobs]
 
     def sweep(self, arguments: List[str]) -> Any:
         from harness.main import validate
@@ -70,6 +82,7 @@ class ValidatingSweeper(BasicSweeper):
         cell (they differ only in run.* keys or in values equal to each other) are refused.
         """
         from harness.cell import plan_cell
+        from harness.frontier import order
         from harness.main import check_sweep_dir, manifest_entry
         from harness.store import write_manifest
 
@@ -83,14 +96,19 @@ class ValidatingSweeper(BasicSweeper):
             return [str(exc)]
         entries: Dict[str, Dict[str, Any]] = {}
         first: Dict[str, List[str]] = {}
-        for num, (overrides, typed, plain) in enumerate(jobs):
+        plans = []
+        for overrides, typed, plain in jobs:
             plan = plan_cell(plain, Path(typed.run.root))
             if plan.cell_id in first:
                 differ = sorted(set(overrides) ^ set(first[plan.cell_id])) or overrides
                 return [f"{' '.join(differ)}: these grid points are one and the same cell {plan.cell_id} "
                         "(run.* keys and equal values do not change a cell); sweep keys that change the result"]
             first[plan.cell_id] = overrides
-            entries[str(num)] = manifest_entry(plan, overrides)
+            plans.append(plan)
+        frontier = all(typed.run.oom_frontier for _, typed, _ in jobs)
+        self._order = order(plans) if frontier else list(range(len(jobs)))
+        for num, index in enumerate(self._order):  # numbered as launched
+            entries[str(num)] = manifest_entry(plans[index], jobs[index][0])
         try:
             sweep_dir.mkdir(parents=True, exist_ok=True)
             write_manifest(sweep_dir, entries)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import hub
-from harness.config import ModelConfig
+from harness.config import ModelConfig, shipped_model_group
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ def test_offline_uncached_hub_model_fails_in_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "in_local_cache", lambda model: False)
     hub.hub_reachable.cache_clear()
-    problem = hub.hub_problem(ModelConfig(name="llama", tiny=False, hub_id="meta-llama/Llama-3.1-8B"))
+    problem = hub.hub_problem(ModelConfig(**shipped_model_group("llama")))
     assert problem.startswith("model=llama: meta-llama/Llama-3.1-8B@main needs the Hugging Face hub")
     assert "\n" not in problem
 
@@ -27,4 +27,4 @@ def test_offline_uncached_hub_model_fails_in_one_line(monkeypatch):
 def test_cached_model_passes_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "in_local_cache", lambda model: True)
-    assert hub.hub_problem(ModelConfig(name="llama", tiny=False, hub_id="meta-llama/Llama-3.1-8B")) is None
+    assert hub.hub_problem(ModelConfig(**shipped_model_group("llama"))) is None

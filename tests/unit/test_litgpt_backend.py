@@ -83,3 +83,13 @@ def test_runner_collate_pads_right_and_counts_trained_tokens() -> None:
     meter.step_end()
     assert meter.summary()["trained_tokens"] == 3  # 2 + 0 + 1 (the first position never carries loss)
     assert meter.summary()["all_tokens"] == 7 and meter.summary()["samples"] == 3
+
+
+def test_runner_checks_litgpt_trains_as_many_lora_parameters_as_peft() -> None:
+    from harness.frameworks.litgpt_runner import peft_lora_params
+
+    tiny_llama = {"hidden_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+                  "intermediate_size": 512, "num_hidden_layers": 4, "vocab_size": 2048}
+    every = {"r": 16, **lora_layers(lora_target_modules("llama", LoraConfig(target="all-linear")))}
+    assert peft_lora_params(tiny_llama, every) == 262_144  # what peft reports for tiny-llama r=16 all-linear
+    assert peft_lora_params(tiny_llama, {**every, "value": False}) == 262_144 - 16 * 4 * (256 + 128)

@@ -74,3 +74,18 @@ def test_a_cell_that_trained_gets_a_prediction_even_without_a_peak_value():
     record = _record(1, 4, 64, measured=None, status="diverged")
     cells = prediction_cells(record)
     assert cells["pred_mem_mib"] > 0 and cells["pred_err_pct"] is None
+
+
+def test_quantized_cpu_records_are_left_out_of_the_fit_and_counted():
+    records = _synthetic(Coefficients(1.3, 500.0), noise=0.0)
+    quantized = []
+    for i in range(3):  # bitsandbytes' CPU path: measured far above the model, which does not follow it
+        record = _record(20 + i, 4, 64, 2000.0)
+        record["config"]["quant"] = {"mode": "4bit"}
+        quantized.append(record)
+    assert all(to_point(r) is None for r in quantized)
+    entry = calibrate(records + quantized)["host_peak_rss"]
+    assert entry["records"] == 8 and entry["not_modelled"] == 3
+    assert entry["fitted"]["act_scale"] == pytest.approx(1.3, abs=0.01)  # the fit is the one without them
+    only = calibrate(quantized)["host_peak_rss"]
+    assert only["records"] == 0 and only["not_modelled"] == 3 and "fitted" not in only

@@ -128,3 +128,14 @@ def test_bad_html_options_are_one_line_and_exit_2(tmp_path, capsys, argv, needle
     assert main(["model=tiny-llama", "--gpu", "l4", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert needle.replace("{tmp}", str(tmp_path)) in err and "\n" not in err
+
+
+def test_page_says_what_the_hours_are_for_and_what_is_not_modelled(tmp_path):
+    gpu, cpu = tmp_path / "gpu.html", tmp_path / "cpu.html"
+    assert main([*DONE_WHEN, "--examples", "1000", "--html", str(gpu)]) == 0
+    page = gpu.read_text(encoding="utf-8")
+    assert "Hours and USD (in each GPU's hover) are for 1,000 examples x 2,048 tokens each" in page
+    assert "is not modelled" not in page
+    assert main(["-m", "model=tiny-llama", "quant=none,4bit", "--device", "cpu", "--html", str(cpu)]) == 0
+    page = cpu.read_text(encoding="utf-8")
+    assert page.count("Note: CPU 4bit is not modelled") == 1 and "Hours and USD" not in page

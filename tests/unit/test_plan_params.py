@@ -31,8 +31,10 @@ def _meta_model(model: ModelConfig):
         return AutoModelForCausalLM.from_config(config)
 
 
-def test_all_ten_models_are_covered():
-    assert len(MODELS) == 10
+def test_every_shipped_model_is_covered():
+    # the ten of the first release at least; models added later are picked up by the glob
+    first = {"gemma", "llama", "mistral", "phi", "qwen"}
+    assert first | {f"tiny-{name}" for name in first} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
