@@ -25,6 +25,7 @@ import copy
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from harness.launch import shared_gpu
 from harness.records import RECORD_NAME, new_record, read_json
 
 SHAPE_KEYS = (("train", "batch_size"), ("train", "max_seq_len"), ("lora", "r"))
@@ -115,6 +116,8 @@ def inferred_skip(manifest: Optional[Dict[str, Any]], num: str, plan: Any) -> Op
             continue
         record = _stored(Path(plan.cell_dir).parent / job["cell_id"])
         if not record or record.get("status") != "oom" or not record.get("identity"):
+            continue
+        if shared_gpu(record):  # it shared its GPU: its out-of-memory says nothing about one cell alone
             continue
         why = dominates({"config": record.get("config") or {}, "identity": record["identity"]}, large)
         if why is None:

@@ -249,3 +249,12 @@ def test_the_progress_line_counts_a_skip_as_finished(skipped):
 
     progress = sweep_progress(skipped[0])
     assert progress.total == 4 and progress.left == 0 and progress.failed == 4
+
+
+def test_an_oom_on_a_shared_gpu_rules_nothing_out(sweep):
+    sweep_dir, plans = sweep
+    _ended(sweep_dir, "0", plans[0], "oom")
+    record = new_record(plans[0].cell_id, "oom", plans[0].config, identity=plans[0].identity, oom={"reason": "allocator"})
+    record["environment"] = {"launch": {"gpu_shared": True}}  # another cell held part of that GPU
+    write_json_atomic(plans[0].cell_dir / RECORD_NAME, record)
+    assert inferred_skip(read_manifest(sweep_dir), "3", plans[3]) is None
