@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness.backends.hf import HFBackend
+from harness.backends.hf import HFBackend, hub_error
 from harness.config import lora_target_modules
 from harness.data.prepare import PreparedData
 from harness.envs import runner_python
@@ -129,8 +129,6 @@ class LitGPTBackend(HFBackend):
         if Path(source).is_dir():
             return Path(source)
         from huggingface_hub import snapshot_download
-
-        from harness.backends.hf import hub_error
 
         try:
             return Path(snapshot_download(source, revision=self.cfg.model.revision,
