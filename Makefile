@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-# Framework environments (harness/envs.py): a framework whose pins clash with the harness's gets its own venv
+# Framework environments (harness/store/venvs.py): a framework whose pins clash with the harness's gets its own venv
 # under .venvs/, built from a constraints file that keeps this venv's torch build (CPU here, CUDA on a GPU machine),
 # with the harness installed into it; its cells' workers run <env>/bin/python -m harness.worker.
 ENVS ?= .venvs
@@ -53,7 +53,7 @@ $(UNSLOTH)/.installed: pyproject.toml Makefile | $(VENV)/.installed
 	$(UPY) -c 'import torchvision' 2>/dev/null || $(UPY) -m pip uninstall --quiet -y torchvision
 	$(UPY) -m pip freeze --exclude-editable | grep -v ' @ ' > $(UNSLOTH)/constraints.txt
 	$(UPY) -m pip install --quiet -c $(UNSLOTH)/constraints.txt -e .
-	$(UPY) -c 'import unsloth, harness.worker'
+	$(UPY) -c 'import unsloth, harness.worker.phases'
 	touch $@
 
 setup-litgpt: $(LITGPT)/.installed
@@ -75,7 +75,9 @@ demo: setup
 	$(PY) -m harness -cn demo
 	@echo "demo summary: runs/demo/summary.md (and summary.csv)"
 
+# lint-imports first (under a second): the rooms' import contracts in pyproject.toml, [tool.importlinter].
 test: setup
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(PY) -m pytest -m "not slow and not gpu and not browser and not frameworks" -q
 
 # Runs every README block tagged `bash cpu` / `console cpu`, as a newcomer would type it (a few minutes).

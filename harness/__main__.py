@@ -15,10 +15,10 @@ require_installed()  # before importing Hydra: outside .venv, say so instead of 
 
 import hydra  # noqa: E402
 
+from harness.config.compose import register  # noqa: E402
 from harness.errors import ConfigError  # noqa: E402
-from harness.hydra_setup import register  # noqa: E402
-from harness.main import STATE, task  # noqa: E402
-from harness.preflight import check_command_line  # noqa: E402
+from harness.sweep.job import STATE, task  # noqa: E402
+from harness.sweep.preflight import check_command_line  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -46,7 +46,7 @@ def interrupted() -> None:
     print("\ninterrupted (Ctrl-C): the running cell was stopped; finished cells are kept and the same command resumes",
           file=sys.stderr, flush=True)
     if STATE.sweep_dir is not None:
-        from harness.callbacks import finish
+        from harness.sweep.callbacks import finish
 
         finish(STATE.sweep_dir, judge=False)  # no judge calls after a Ctrl-C; the next run judges what is stored
     sys.exit(130)

@@ -54,3 +54,7 @@ def run_cli(body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+class StoreError(HarnessError):
+    """A store path or layout problem; one line."""

@@ -21,7 +21,7 @@ class CellContext:
     device: str
     """Resolved device: cpu or cuda."""
     progress: Any = None
-    """The worker's ``harness.progress.ProgressWriter`` (None outside a worker): a backend reports
+    """The worker's ``harness.store.progress.ProgressWriter`` (None outside a worker): a backend reports
     its training step and loss to it (``step``); it throttles the writes itself."""
 
 

@@ -54,7 +54,7 @@ def run_harness(args: List[str], env: Dict[str, str], root: Path, timeout: float
 def records(sweep_dir: Path) -> Dict[str, dict]:
     """cell id -> the cell as the summary sees it (training record plus requested evaluations),
     for every cell of the sweep's grid that has a record."""
-    from harness.store import load_sweep
+    from harness.store.layout import load_sweep
 
     return {view["cell_id"]: view for view in load_sweep(sweep_dir) if (sweep_dir / view["cell_id"] / "record.json").exists()}
 

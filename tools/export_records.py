@@ -18,7 +18,7 @@ KEEP = ("record.json", "cell.json")
 
 def export(sweep_dir: Path, dest: Path) -> Path:
     """Copy the sweep's manifest and its cells' JSON records into ``dest/<sweep name>``; return that folder."""
-    from harness.store import read_manifest
+    from harness.store.layout import read_manifest
 
     manifest = read_manifest(sweep_dir)
     if manifest is None:

@@ -2,5 +2,5 @@
 
 A backend loads the model (with quantization and adapter), trains it while feeding the
 step meter, and hands back a ``ModelView`` for the evaluators. The contract is
-``harness.backends.base.Backend``; register new ones in ``harness.registry.BACKENDS``.
+``harness.backends.base.Backend``; register new ones in ``harness.config.registry.BACKENDS``.
 """

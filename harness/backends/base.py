@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Protocol
 
-from harness.config import HarnessConfig
+from harness.config.schema import HarnessConfig
 from harness.data.prepare import PreparedData
-from harness.measure import StepMeter
+from harness.measure.meters import StepMeter
 from harness.seams import CellContext, ModelView  # re-exported: they lived here before harness.seams
 
 __all__ = ["Backend", "CellContext", "ModelView"]

@@ -11,20 +11,24 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from harness.backends.base import CellContext, ModelView
-from harness.config import HarnessConfig, lora_target_modules
+from harness.config.peft import lora_target_modules
+from harness.config.schema import HarnessConfig
 from harness.data.prepare import PreparedData
-from harness.divergence import is_finite
-from harness.divergence import point as divergence_point
 from harness.errors import ConfigError, HubUnavailableError
-from harness.measure import StepMeter
+from harness.files import share_tree
+from harness.measure.divergence import is_finite
+from harness.measure.divergence import point as divergence_point
+from harness.measure.meters import StepMeter
+from harness.measure.steplog import log_line
+from harness.measure.steplog import number as _number
 from harness.models.random_weights import ensure_random_model
 from harness.models.tiny import ensure_tiny_model
-from harness.records import share_tree
-from harness.steplog import log_line
-from harness.steplog import number as _number
+
+if TYPE_CHECKING:  # annotations only: this module imports transformers inside functions, to keep its import light
+    from transformers import TrainerCallback
 
 
 def resolve_dtype(name: str, device: str) -> Any:
@@ -82,24 +86,57 @@ def _print_line(line: str) -> None:
     print(line, file=sys.stdout)
 
 
-def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: Optional[Callable[[str], None]] = None) -> list:
-    """Trainer callbacks: the step meter, early stopping that needs no checkpoints, and the progress report.
-
-    ``progress`` (a ``harness.progress.ProgressWriter``) gets the step, max_steps and last loss
-    (it throttles its writes to one a second); ``log`` gets one plain line per Trainer log event
-    (``log_line``). Both come after the meter, outside the timed step.
-    """
+def _meter_callback(meter: StepMeter) -> TrainerCallback:
+    """The step meter's clock: train begin, and each optimizer step's begin and end."""
     from transformers import TrainerCallback
 
     class MeterCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
+        """Mark train begin and each optimizer step's begin and end on the meter."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             meter.train_begin()
 
-        def on_step_begin(self, args, state, control, **kwargs):
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             meter.step_begin()
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             meter.step_end()
+
+    return MeterCallback()
+
+
+def _divergence_watch() -> TrainerCallback:
+    """A callback that stops at the first non-finite loss; its ``diverged`` says where (None while finite)."""
+    from transformers import TrainerCallback
+
+    class DivergenceWatch(TrainerCallback):
+        """Stop at the first non-finite train or eval loss and remember where it was."""
+
+        def __init__(self) -> None:
+            self.diverged: Optional[Dict[str, Any]] = None
+
+        def _check(self, state: Any, control: Any, values: Optional[Dict[str, Any]], metric: str) -> None:
+            if self.diverged is not None or not values or metric not in values:
+                return
+            if not is_finite(values[metric]):
+                self.diverged = divergence_point(state.global_step, metric, values[metric])
+                control.should_training_stop = True
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            self._check(state, control, logs, "loss")
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
+            self._check(state, control, metrics, "eval_loss")
+
+    return DivergenceWatch()
+
+
+def _early_stopping(cfg: HarnessConfig) -> TrainerCallback:
+    """Early stopping that needs no checkpoints; its ``stopped_at`` is the step it stopped at (None if it never did).
+
+    ``cfg.train``'s patience and min_delta are read at each evaluation, as the Trainer runs.
+    """
+    from transformers import TrainerCallback
 
     class EarlyStopping(TrainerCallback):
         """Stop after ``patience`` evaluations without an improvement of ``min_delta``."""
@@ -109,7 +146,7 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: 
             self.bad = 0
             self.stopped_at: Optional[int] = None
 
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
             loss = (metrics or {}).get("eval_loss")
             if loss is None:
                 return
@@ -121,24 +158,15 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: 
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
 
-    class DivergenceWatch(TrainerCallback):
-        """Stop at the first non-finite train or eval loss and remember where it was."""
+    return EarlyStopping()
 
-        def __init__(self) -> None:
-            self.diverged: Optional[Dict[str, Any]] = None
 
-        def _check(self, state, control, values: Optional[Dict[str, Any]], metric: str) -> None:
-            if self.diverged is not None or not values or metric not in values:
-                return
-            if not is_finite(values[metric]):
-                self.diverged = divergence_point(state.global_step, metric, values[metric])
-                control.should_training_stop = True
+def _report(progress: Any = None, log: Optional[Callable[[str], None]] = None) -> TrainerCallback:
+    """The progress report: step, max_steps and last loss to ``progress``, one ``log_line`` per log event to ``log``.
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self._check(state, control, logs, "loss")
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            self._check(state, control, metrics, "eval_loss")
+    Either may be None; a logged step's line carries the mean step time since the previous loss log.
+    """
+    from transformers import TrainerCallback
 
     class Report(TrainerCallback):
         """The training position to progress.json and one line per logged step to the worker's log."""
@@ -147,17 +175,17 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: 
             self.begun = self.last_at = time.perf_counter()
             self.last_step = 0
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.begun = self.last_at = time.perf_counter()
             self.last_step = state.global_step
             if progress is not None:
                 progress.step(state.global_step, state.max_steps, force=True)
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if progress is not None and not control.should_log:  # a logged step reports with its loss in on_log
                 progress.step(state.global_step, state.max_steps)
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
             logs = logs or {}
             if progress is not None and "loss" in logs:
                 progress.step(state.global_step, state.max_steps, _number(logs["loss"]))
@@ -170,11 +198,24 @@ def _callbacks(cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: 
                 self.last_at, self.last_step = now, state.global_step
             log(log_line(state.global_step, state.max_steps, logs, step_s, now - self.begun))
 
-    callbacks = [MeterCallback(), DivergenceWatch()]
+    return Report()
+
+
+def _callbacks(
+    cfg: HarnessConfig, meter: StepMeter, progress: Any = None, log: Optional[Callable[[str], None]] = None
+) -> list:
+    """Trainer callbacks: the step meter, the divergence watch, early stopping that needs no checkpoints (when
+    ``train.early_stopping_patience`` and ``train.eval_every`` are both set), and the progress report.
+
+    ``progress`` (a ``harness.store.progress.ProgressWriter``) gets the step, max_steps and last loss
+    (it throttles its writes to one a second); ``log`` gets one plain line per Trainer log event
+    (``log_line``). Both come after the meter, outside the timed step.
+    """
+    callbacks = [_meter_callback(meter), _divergence_watch()]
     if cfg.train.early_stopping_patience > 0 and cfg.train.eval_every > 0:
-        callbacks.append(EarlyStopping())
+        callbacks.append(_early_stopping(cfg))
     if progress is not None or log is not None:
-        callbacks.append(Report())
+        callbacks.append(_report(progress, log))
     return callbacks
 
 

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from harness.backends.hf import HFBackend, hub_error
-from harness.config import lora_target_modules
+from harness.config.peft import lora_target_modules
 from harness.data.prepare import PreparedData
-from harness.envs import runner_python
 from harness.errors import UnsupportedError
-from harness.measure import StepMeter
-from harness.records import share_tree, write_json_atomic
+from harness.files import share_tree, write_json_atomic
+from harness.measure.meters import StepMeter
+from harness.store.venvs import runner_python
 
 ARCHS = ("llama", "mistral", "qwen2")
 """Hugging Face architectures whose weights LitGPT's Llama-family converters map both ways."""
@@ -168,8 +168,8 @@ class LitGPTBackend(HFBackend):
 
     def _run(self, run_dir: Path) -> None:
         """Run the runner with LitGPT's Python; its output goes to the worker's log; a failure raises with its last line."""
-        from harness.envs import REPO
-        from harness.oom import oom_kill_count
+        from harness.measure.oom import oom_kill_count
+        from harness.store.venvs import REPO
 
         before = oom_kill_count()
         command = [str(runner_python(dataclasses.asdict(self.cfg.framework))), "-m", RUNNER, str(run_dir)]

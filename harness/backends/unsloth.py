@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 import unsloth  # noqa: F401  - before transformers, trl and peft (it patches them; it warns when it comes later)
 
 from harness.backends.hf import NO_SAFETENSORS, HFBackend, full_param_counts, hub_error, pickle_refused
-from harness.config import lora_target_modules
+from harness.config.peft import lora_target_modules
 from harness.errors import UnsupportedError
 
 

@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
+from harness.config.compose import compose
 from harness.errors import ConfigError, HarnessError
-from harness.hydra_setup import compose
 
 USAGE = "usage: python -m harness.data check PATH [key=value ...]   (or data.hub_id=ID instead of PATH)"
 MARK_OPEN, MARK_CLOSE = "\u27e6", "\u27e7"
@@ -124,7 +124,7 @@ def show_examples(tokenizer: Any, data: Any, count: int = 2) -> None:
 
 def load_tokenizer(cfg: Any) -> Any:
     """The cell's tokenizer, loaded by the configured backend exactly as a worker would."""
-    from harness import registry
+    from harness.config import registry
     from harness.seams import CellContext
 
     cache_dir = Path(cfg.run.cache_dir).expanduser()

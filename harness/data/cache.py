@@ -21,8 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from harness.data.tokenize import TokenizedSplit
-from harness.locking import file_lock
-from harness.records import stable_digest, write_bytes_atomic
+from harness.files import file_lock, stable_digest, write_bytes_atomic
 
 CODE_DIR = Path(__file__).resolve().parent
 ARRAYS = ("ids", "mask", "offsets", "full_lengths", "source")

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from typing import Dict, List, Tuple
 
-from harness.config import DataFilterConfig
+from harness.config.data import DataFilterConfig
 from harness.data.load import Example
 from harness.data.validate import Conversation
 

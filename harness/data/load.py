@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from harness.config import DataColumnsConfig, DataConfig
+from harness.config.data import DataColumnsConfig, DataConfig
 from harness.data.formats import CHATML_START, Fields, detect_format, normalise
 from harness.data.validate import Conversation, ProblemLog, RecordProblem
 from harness.errors import DataError, HubUnavailableError
@@ -192,7 +192,7 @@ def _read_chatml_text(path: Path, text: str, has_bad_bytes: bool) -> Iterator[It
         position = end
 
 
-def _file_fingerprint(files: List[Path]) -> str:
+def file_fingerprint(files: List[Path]) -> str:
     """Hash of the files' names and bytes: the data-content part of cache keys."""
     digest = hashlib.sha256()
     for path in files:
@@ -243,7 +243,7 @@ class FileSource:
 
     def fingerprint(self) -> str:
         """Hash of the content (names and bytes)."""
-        return _file_fingerprint(self.files)
+        return file_fingerprint(self.files)
 
     def groups(self) -> Iterator[Tuple[str, str, List[Item]]]:
         """(label, kind, items) per file."""

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from harness.config import DataConfig
+from harness.config.data import DataConfig
 from harness.data import cache
 from harness.data.dedup import near_duplicate_clusters
 from harness.data.filters import drop_exact_duplicates, quality_filter, scrub_pii

@@ -22,7 +22,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from harness.config import DataConfig
+from harness.config.data import DataConfig
 from harness.data.split import SPLITS
 from harness.data.tokenize import TokenizedSplit
 from harness.errors import DataError

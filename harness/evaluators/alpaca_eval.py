@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from harness.eval_blocks import ALPACA_HUB_ID, AlpacaEvalConfig, alpaca_items, path_digest
+from harness.benchmarks.checks import ALPACA_HUB_ID, alpaca_items, path_digest
+from harness.config.generation import AlpacaEvalConfig
 from harness.evaluators.generation import generate, mean, write_jsonl
-from harness.records import metric_row
 from harness.seams import EvalContext, ModelView
+from harness.store.records import metric_row
 
 ANSWERS = "answers.jsonl"
 
@@ -56,7 +57,7 @@ class AlpacaEvalEvaluator:
 
     def evaluate(self, view: ModelView, ctx: EvalContext) -> List[Dict[str, Any]]:
         """Generate and write answers.jsonl; rows alpaca_answer_tokens and alpaca_cut_off (n = answers)."""
-        from harness.judge.stats import sem
+        from harness.benchmarks.stats import sem
 
         answers = self.answer(view)
         write_jsonl(ctx.cell_dir / ANSWERS, answers)

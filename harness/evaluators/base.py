@@ -25,12 +25,12 @@ class Evaluator(Protocol):
     def __init__(self, config: Any) -> None: ...
 
     def evaluate(self, view: ModelView, ctx: EvalContext) -> List[Dict[str, Any]]:
-        """Metric rows (see ``harness.records.metric_row``)."""
+        """Metric rows (see ``harness.store.records.metric_row``)."""
 
 
 def load_evaluators(cfg: Any, ctx: EvalContext, timings: Dict[str, float]) -> Dict[str, Any]:
     """name -> evaluator for every enabled block, each prepared (``eval_<name>_prepare`` timed)."""
-    from harness import registry
+    from harness.config import registry
 
     evaluators: Dict[str, Any] = {}
     for name in cfg.eval.enabled():

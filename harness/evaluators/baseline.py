@@ -30,10 +30,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from harness.locking import file_lock
-from harness.records import metric_row, read_json, stable_digest, write_json_atomic
+from harness.files import file_lock, read_json, stable_digest, within, write_json_atomic
 from harness.seams import EvalContext, ModelView
-from harness.store import within
+from harness.store.records import metric_row
 
 BASELINE_VERSION = 1
 """Bump when how a baseline is computed changes, so stale entries are not reused."""
@@ -55,8 +54,8 @@ def identity(cfg: Any, name: str, evaluator: Any, ctx: EvalContext, device: str)
     data_identity = getattr(evaluator, "baseline_identity", None)
     if data_identity is None:  # a plug-in evaluator that does not declare its inputs gets no baseline
         return None
-    from harness.env import library_versions
-    from harness.eval_blocks import generation_block
+    from harness.benchmarks.checks import generation_block
+    from harness.store.environment import library_versions
 
     model = asdict(cfg.model)
     if cfg.model.tiny:

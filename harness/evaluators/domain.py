@@ -19,10 +19,11 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness.eval_blocks import DomainEvalConfig, path_digest
+from harness.benchmarks.checks import path_digest
+from harness.config.generation import DomainEvalConfig
 from harness.evaluators.generation import generate, mean, write_jsonl
-from harness.records import metric_row
 from harness.seams import EvalContext, ModelView
+from harness.store.records import metric_row
 
 ANSWERS = "answers.jsonl"
 SPACES = re.compile(r"\s+")
@@ -35,7 +36,7 @@ def normalise(text: str) -> str:
 
 def load_items(path: str, limit: Optional[int]) -> List[Dict[str, Any]]:
     """{prompt (messages before the last assistant turn), reference, where} per conversation, the first ``limit``."""
-    from harness.config import DataConfig
+    from harness.config.data import DataConfig
     from harness.data.load import load_conversations
 
     items = []
@@ -86,7 +87,7 @@ class DomainEvaluator:
 
     def evaluate(self, view: ModelView, ctx: EvalContext) -> List[Dict[str, Any]]:
         """Generate, write answers.jsonl (prompt, reference, output per item) and score."""
-        from harness.judge.stats import sem
+        from harness.benchmarks.stats import sem
 
         if self.items is None:
             self.prepare()

@@ -98,7 +98,7 @@ def generate(
 
 def write_jsonl(path: Path, rows: List[Dict[str, Any]]) -> None:
     """One JSON object per line, written atomically (a reader never sees half a file)."""
-    from harness.records import write_text_atomic
+    from harness.files import write_text_atomic
 
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 

@@ -25,11 +25,12 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness.config import LmEvalConfig
+from harness.config.eval import LmEvalConfig
 from harness.errors import ConfigError, HubUnavailableError
 from harness.evaluators import lmeval_tasks, mmlu_local
-from harness.records import metric_row, write_json_atomic, write_text_atomic
+from harness.files import write_json_atomic, write_text_atomic
 from harness.seams import EvalContext, ModelView
+from harness.store.records import metric_row
 
 RAW_DIR = "lm_eval"
 RAW_NAME = "results.json"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, FrozenSet, List, Optional
 from harness.errors import ConfigError
 
 if TYPE_CHECKING:  # the type only: this module is imported while configs are being built
-    from harness.config import LmEvalConfig
+    from harness.config.eval import LmEvalConfig
 
 KEY = "eval.lm_eval.tasks"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from harness.errors import ConfigError, safe_repr
-from harness.records import make_staging_dir
+from harness.files import make_staging_dir
 
 KEY = "eval.lm_eval.mmlu_dir"
 SPLITS = ("dev", "test")

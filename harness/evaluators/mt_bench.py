@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from harness.eval_blocks import MtBenchEvalConfig
+from harness.config.generation import MtBenchEvalConfig
 from harness.evaluators.generation import generate, mean, write_jsonl
-from harness.records import metric_row
 from harness.seams import EvalContext, ModelView
+from harness.store.records import metric_row
 
 TEMPERATURE = {
     "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0,
@@ -42,13 +42,13 @@ class MtBenchEvaluator:
 
     def prepare(self, ctx: Optional[EvalContext] = None) -> None:
         """Read the questions before the model loads, so a bad file fails fast."""
-        from harness.judge.inputs import mt_bench_questions
+        from harness.benchmarks.inputs import mt_bench_questions
 
         self.questions = mt_bench_questions(self.config.questions, self.config.limit)
 
     def baseline_identity(self, ctx: EvalContext) -> Dict[str, Any]:
         """The question file's content: the base's answers are generated once per base and question set."""
-        from harness.judge.inputs import MT_BENCH_QUESTIONS, file_digest, resolve
+        from harness.benchmarks.inputs import MT_BENCH_QUESTIONS, file_digest, resolve
 
         return {"questions": file_digest(resolve(self.config.questions, MT_BENCH_QUESTIONS))}
 
@@ -79,7 +79,7 @@ class MtBenchEvaluator:
         write_jsonl(ctx.cell_dir / ANSWERS, answers)
         tokens = [n for a in answers for n in a["tokens"]]
         cut = sum(c for a in answers for c in a["cut_off"])
-        from harness.judge.stats import sem
+        from harness.benchmarks.stats import sem
 
         return [
             metric_row("mt_bench", "mt_bench", "mt_bench_answer_tokens", mean(tokens), stderr=sem(tokens), n=len(tokens),

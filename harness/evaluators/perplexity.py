@@ -24,10 +24,10 @@ import math
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from harness.config import PerplexityEvalConfig
+from harness.config.eval import PerplexityEvalConfig
 from harness.data.tokenize import IGNORE_INDEX
-from harness.records import metric_row
 from harness.seams import EvalContext, ModelView
+from harness.store.records import metric_row
 
 
 def _batches(rows: List[Dict[str, Any]], size: int):

@@ -29,15 +29,15 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.measure import MemoryMeter, StepMeter
-from harness.progress import ProgressWriter
-from harness.records import write_json_atomic
-from harness.steplog import log_line
+from harness.files import write_json_atomic
+from harness.measure.meters import MemoryMeter, StepMeter
+from harness.measure.steplog import log_line
+from harness.store.progress import ProgressWriter
 
 PRECISION = {"float32": "32-true", "bfloat16": "bf16-true", "float16": "16-true"}
 """The cell's dtype as a Fabric precision: weights and compute in that dtype (LoRA weights included)."""
@@ -257,21 +257,16 @@ def _loaders(fabric: Any, run_dir: Path, spec: Dict[str, Any], meter: StepMeter)
     return fabric.setup_dataloaders(order, held)
 
 
-def run(run_dir: Path) -> Dict[str, Any]:
-    """Train as ``spec.json`` says, write the merged Hugging Face folder; return the stats (also in stats.json)."""
-    import lightning as L
-    import litgpt
-    import litgpt.finetune.lora as lit
-    from litgpt.args import EvalArgs, TrainArgs
+def _lora_model(
+    fabric: Any, config: Any, hf: Dict[str, Any], spec: Dict[str, Any], source: Path
+) -> Tuple[Any, Dict[str, int]]:
+    """LitGPT's LoRA GPT on the checkpoint's weights, only LoRA trainable, set up by Fabric; and its parameter counts.
+
+    Raises when LitGPT's converter left a base weight unmatched, or when the LoRA targets train another number of
+    parameters than peft would on the Hugging Face model.
+    """
     from litgpt.lora import GPT, mark_only_lora_as_trainable
 
-    spec = json.loads((run_dir / "spec.json").read_text())
-    train, source, device = spec["train"], Path(spec["checkpoint"]), spec["device"]
-    hf = json.loads((source / "config.json").read_text())
-    config = lit_config(hf, spec["arch"], spec["lora"])
-    memory = MemoryMeter(device)
-    fabric = L.Fabric(accelerator=device, devices=1, precision=PRECISION[spec["dtype"]], loggers=[])
-    fabric.seed_everything(train["seed"], verbose=False)
     with fabric.init_module(empty_init=False):
         model = GPT(config)
     missing, unexpected = model.load_state_dict(load_hf_weights(source, config, spec["arch"], getattr(torch, spec["dtype"])),
@@ -285,11 +280,57 @@ def run(run_dir: Path) -> Dict[str, Any]:
     if counts["trainable_params"] != expected:  # a target mapped wrong: the two frameworks would not train alike
         raise RuntimeError(f"lora: LitGPT's LoRA trains {counts['trainable_params']:,} parameters where peft trains "
                            f"{expected:,} on the same targets ({spec['lora']}); the target mapping is wrong")
-    model = fabric.setup_module(model)
+    return fabric.setup_module(model), counts
+
+
+def _optimizer(fabric: Any, model: Any, train: Dict[str, Any]) -> Tuple[Any, Any]:
+    """AdamW over the trainable (LoRA) parameters, set up by Fabric, and its learning-rate schedule."""
     optimizer = fabric.setup_optimizers(torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"],
         betas=(0.9, 0.999), eps=1e-8, fused=train["optimizer"] == "adamw_torch_fused" or None))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train["lr_scheduler"], train["warmup_steps"], train["max_steps"]))
+    return optimizer, scheduler
+
+
+def _fit_args(train: Dict[str, Any], held_batches: int) -> Tuple[Any, Any]:
+    """LitGPT's TrainArgs and EvalArgs for ``fit``: the harness's steps and batches; LitGPT's saving and logging off."""
+    from litgpt.args import EvalArgs, TrainArgs
+
+    args = TrainArgs(save_interval=None, log_interval=10**9, global_batch_size=train["batch_size"] * train["grad_accum"],
+                     micro_batch_size=train["batch_size"], lr_warmup_steps=train["warmup_steps"], epochs=10**9,
+                     max_steps=train["max_steps"], max_seq_length=train["max_seq_len"])
+    evaluate = EvalArgs(interval=train["eval_every"] or 10**9, max_iters=held_batches, initial_validation=False)
+    return args, evaluate
+
+
+def _trainer_settings(spec: Dict[str, Any], model: Any) -> Dict[str, Any]:
+    """The stats' ``trainer_settings``: how LitGPT trained the cell (precision, optimizer, loss, LoRA layers)."""
+    import litgpt
+
+    train = spec["train"]
+    return {"precision": PRECISION[spec["dtype"]], "optimizer_class": "AdamW",
+            "optimizer_fused": train["optimizer"] == "adamw_torch_fused",
+            "param_dtype": str(next(p for p in model.parameters() if p.requires_grad).dtype).replace("torch.", ""),
+            "max_grad_norm": train["max_grad_norm"], "lr_scheduler_type": train["lr_scheduler"],
+            "loss_reduction": "mean over each micro-batch's loss-bearing tokens, averaged over grad_accum",
+            "lora_layers": {k: v for k, v in spec["lora"].items() if k not in ("r", "alpha", "dropout")},
+            "litgpt_version": litgpt.__version__ if hasattr(litgpt, "__version__") else None}
+
+
+def run(run_dir: Path) -> Dict[str, Any]:
+    """Train as ``spec.json`` says, write the merged Hugging Face folder; return the stats (also in stats.json)."""
+    import lightning as L
+    import litgpt.finetune.lora as lit
+
+    spec = json.loads((run_dir / "spec.json").read_text())
+    train, source, device = spec["train"], Path(spec["checkpoint"]), spec["device"]
+    hf = json.loads((source / "config.json").read_text())
+    config = lit_config(hf, spec["arch"], spec["lora"])
+    memory = MemoryMeter(device)
+    fabric = L.Fabric(accelerator=device, devices=1, precision=PRECISION[spec["dtype"]], loggers=[])
+    fabric.seed_everything(train["seed"], verbose=False)
+    model, counts = _lora_model(fabric, config, hf, spec, source)
+    optimizer, scheduler = _optimizer(fabric, model, train)
     meter = StepMeter(**spec["meter"])
     if device == "cuda":
         meter.sync = torch.cuda.synchronize
@@ -297,10 +338,7 @@ def run(run_dir: Path) -> Dict[str, Any]:
     after_load = memory.snapshot()
     steps = Steps(fabric, model, optimizer, spec, meter)
     state = _patch_fit(steps, spec)
-    args = TrainArgs(save_interval=None, log_interval=10**9, global_batch_size=train["batch_size"] * train["grad_accum"],
-                     micro_batch_size=train["batch_size"], lr_warmup_steps=train["warmup_steps"], epochs=10**9,
-                     max_steps=train["max_steps"], max_seq_length=train["max_seq_len"])
-    evaluate = EvalArgs(interval=train["eval_every"] or 10**9, max_iters=len(held), initial_validation=False)
+    args, evaluate = _fit_args(train, len(held))
     memory.reset_peak()
     meter.train_begin()
     began = time.perf_counter()
@@ -316,13 +354,7 @@ def run(run_dir: Path) -> Dict[str, Any]:
         **counts,
         "loss_curve": steps.loss_curve, "eval_curve": steps.eval_curve, "stopped_early_at_step": state["stopped_at"],
         "diverged": steps.diverged, "optimizer_steps": steps.count,
-        "trainer_settings": {"precision": PRECISION[spec["dtype"]], "optimizer_class": "AdamW",
-                             "optimizer_fused": train["optimizer"] == "adamw_torch_fused",
-                             "param_dtype": str(next(p for p in model.parameters() if p.requires_grad).dtype).replace("torch.", ""),
-                             "max_grad_norm": train["max_grad_norm"], "lr_scheduler_type": train["lr_scheduler"],
-                             "loss_reduction": "mean over each micro-batch's loss-bearing tokens, averaged over grad_accum",
-                             "lora_layers": {k: v for k, v in spec["lora"].items() if k not in ("r", "alpha", "dropout")},
-                             "litgpt_version": litgpt.__version__ if hasattr(litgpt, "__version__") else None},
+        "trainer_settings": _trainer_settings(spec, model),
         "measured": {"meter": meter.summary(), "after_load": after_load, "train_peak": peak, "nvml": memory.nvml,
                      "train_s": train_s},
     }

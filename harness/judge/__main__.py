@@ -50,9 +50,9 @@ def _value(raw: str) -> Any:
 
 def settings_for(sweep_dir: Path, pairs: Dict[str, str]) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
     """(judge settings, per-benchmark judge-only overrides): the manifest's settings with ``pairs`` on top, validated."""
-    from harness.eval_blocks import JudgeConfig
+    from harness.config.generation import JudgeConfig
     from harness.judge.prices import check_judge_settings
-    from harness.store import read_manifest
+    from harness.store.layout import read_manifest
 
     manifest = read_manifest(sweep_dir)
     if manifest is None:
@@ -88,9 +88,9 @@ def judge_command(argv: List[str]) -> int:
     """Judge what the sweep lacks under these settings, then rewrite and print its summary."""
     sweep_dir, pairs, force = parse(argv)
     settings, overrides = settings_for(sweep_dir, pairs)
-    from harness.callbacks import finish
     from harness.judge.run import judge_sweep
-    from harness.main import STATE
+    from harness.sweep.callbacks import finish
+    from harness.sweep.job import STATE
 
     judge_sweep(sweep_dir, settings, overrides, force=force)
     finish(sweep_dir, judge=False)

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
+from harness.benchmarks.inputs import ALPACA_PROMPT, file_digest, resolve
+from harness.benchmarks.stats import paired_delta, sem
 from harness.errors import ConfigError
 from harness.judge import glm
-from harness.judge.client import Outcome, Request
-from harness.judge.inputs import ALPACA_PROMPT, file_digest, resolve
-from harness.judge.stats import paired_delta, sem
-from harness.records import metric_row
+from harness.judge.calls import Outcome, Request
+from harness.store.records import metric_row
 
 EVALUATOR = "alpaca_eval"
 PLACEHOLDERS = ("instruction", "output_1", "output_2")

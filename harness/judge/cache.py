@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
-from harness.records import read_json, stable_digest, write_json_atomic
-
-if TYPE_CHECKING:
-    from harness.judge.client import Request
+from harness.files import read_json, stable_digest, write_json_atomic
+from harness.judge.calls import Request
 
 
-def key(request: "Request", model: str) -> str:
+def key(request: Request, model: str) -> str:
     """sha256 (64 hex) of what decides the judge's answer: model, prompt hash, messages, sampling, repeat.
 
     ``request.tag`` is bookkeeping and stays out, so the same judgment is shared by

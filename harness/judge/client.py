@@ -15,60 +15,20 @@ import math
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from harness.errors import ConfigError
 from harness.judge import cache as judge_cache
+from harness.judge.calls import Outcome, Request
 from harness.judge.prices import api_key, check_judge_settings, cost, load_prices, price_for
 
 ERROR_CHARS = 300
 """An error is one line of at most this many characters (server bodies can be pages long)."""
 
 
-@dataclass
-class Request:
-    """One judge call: chat messages plus sampling; ``tag`` rides along untouched (not in the cache key)."""
-
-    messages: List[Dict[str, str]]
-    """Chat messages, ``{"role", "content"}`` each."""
-    max_tokens: int
-    """Most tokens the judge may generate."""
-    temperature: float = 0.0
-    """Sampling temperature (0: the judge's most likely verdict)."""
-    logprobs: bool = False
-    """Ask for log-probabilities of the generated tokens."""
-    top_logprobs: Optional[int] = None
-    """How many alternatives per generated token (only with ``logprobs``)."""
-    repeat: int = 0
-    """Repeat index: repeats of one judgment are distinct calls and distinct cache entries."""
-    prompt_hash: str = ""
-    """Digest of the judge prompt template, so a changed prompt never hits an old answer."""
-    tag: Dict[str, Any] = field(default_factory=dict)
-    """The caller's bookkeeping (question id, turn, who), returned with the judgment."""
 
 
-@dataclass
-class Outcome:
-    """What one request got: the judge's text (and first-token alternatives) or a one-line error."""
-
-    ok: bool
-    """True when the judge answered with non-empty text."""
-    text: Optional[str]
-    """The judge's answer; None when failed."""
-    top_logprobs: Optional[List[Dict[str, Any]]]
-    """``[{"token", "logprob"}]`` for the first generated token; None when the server gave none."""
-    cached: bool
-    """Answered from the on-disk cache (no call, no cost)."""
-    error: Optional[str]
-    """One line: HTTP status / exception type and message, or the budget that stopped the call."""
-    prompt_tokens: int = 0
-    """Prompt tokens the server reported (for a cached answer: those of the original call)."""
-    completion_tokens: int = 0
-    """Generated tokens the server reported (for a cached answer: those of the original call)."""
-    usd: float = 0.0
-    """Cost of this call from the price table; 0 when cached or unpriced."""
 
 
 def _one_line(text: str, secret: Optional[str]) -> str:

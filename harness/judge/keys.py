@@ -16,10 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from harness.records import stable_digest
+from harness.config.registry import JUDGED
+from harness.files import stable_digest
 
-JUDGED = ("mt_bench", "alpaca_eval")
-"""Evaluators whose answers the parent judges after the cells."""
 JUDGE_FILES = {
     "mt_bench": {"judge_prompts": "judge_prompts.jsonl", "references": "mt_bench_reference_answer_gpt-4.jsonl"},
     "alpaca_eval": {"judge_prompt": "alpaca_eval_clf.txt", "difficulty": None},
@@ -30,7 +29,7 @@ SCORE_SETTINGS = ("model", "repeats", "null_control", "max_tokens")
 
 
 def _file_digests(name: str, block: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    from harness.judge.inputs import file_digest, resolve
+    from harness.benchmarks.inputs import file_digest, resolve
 
     out: Dict[str, Optional[str]] = {}
     for key, asset in JUDGE_FILES[name].items():

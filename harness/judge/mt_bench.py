@@ -15,9 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
-from harness.errors import ConfigError, safe_repr
-from harness.judge.client import Outcome, Request
-from harness.judge.inputs import (
+from harness.benchmarks.inputs import (
     JUDGE_PROMPTS,
     MT_BENCH_REFERENCES,
     file_digest,
@@ -25,8 +23,10 @@ from harness.judge.inputs import (
     read_jsonl,
     resolve,
 )
-from harness.judge.stats import bootstrap_ci, paired_delta
-from harness.records import metric_row
+from harness.benchmarks.stats import bootstrap_ci, paired_delta
+from harness.errors import ConfigError, safe_repr
+from harness.judge.calls import Outcome, Request
+from harness.store.records import metric_row
 
 EVALUATOR = "mt_bench"
 SCORE_UNIT = "score (1-10)"

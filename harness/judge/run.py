@@ -1,6 +1,6 @@
 """The judge phase: score the stored answers of a sweep's cells with an LLM judge.
 
-Runs in the parent after the cells (``harness.callbacks.finish``) and on demand
+Runs in the parent after the cells (``harness.sweep.callbacks.finish``) and on demand
 (``python -m harness.judge``). Never generates: it reads each cell's answers.jsonl and
 its untrained base's (the baseline cache folder), builds every judge request of the
 sweep, sends the distinct ones through one ``JudgeClient`` (shared concurrency, cache
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
+from harness.files import read_json, write_json_atomic, write_text_atomic
 from harness.judge.keys import judge_key
-from harness.records import read_json, write_json_atomic, write_text_atomic
-from harness.store import RESULT, eval_dir, read_eval, read_manifest, update_manifest
+from harness.store.layout import RESULT, eval_dir, read_eval, read_manifest, update_manifest
 
 JUDGMENTS = "judgments.jsonl"
 ANSWERS = "answers.jsonl"

@@ -41,9 +41,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from harness.config import MODEL_SHAPE_KEYS, ModelConfig
+from harness.config.model import MODEL_SHAPE_KEYS, ModelConfig
+from harness.files import stable_digest
 from harness.models import tiny
-from harness.records import stable_digest
 
 BUILDER_VERSION = 1
 """Bump when the build recipe changes, so stale cached checkpoints are not reused."""

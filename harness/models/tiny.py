@@ -17,11 +17,9 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from harness.config import ModelConfig
+from harness.config.model import ModelConfig
 from harness.data.load import BUNDLED_PATH
-from harness.locking import file_lock
-from harness.records import make_staging_dir, share_tree, stable_digest
-from harness.store import within
+from harness.files import file_lock, make_staging_dir, share_tree, stable_digest, within
 
 BUILDER_VERSION = 3
 """Bump when the build recipe changes, so stale caches are not reused."""

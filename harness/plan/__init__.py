@@ -3,6 +3,9 @@
     python -m harness.plan model=llama quant=4bit lora.r=16 train.batch_size=4 train.max_seq_len=2048
 
 Modules: ``params`` (exact parameter counts), ``flops`` (model FLOPs per token),
-``memory`` (peak-memory breakdown), ``calibrate`` (fit free coefficients to measured
-records), ``estimate`` (GPU table, time and cost), ``__main__`` (the command line).
+``setting`` (a cell's shape, the coefficients and constants, the resolved ``Setting``), ``terms`` (each memory
+term alone), ``memory`` (the peak-memory prediction and its breakdown), ``calibrate`` (fit free coefficients to
+measured records), ``estimate`` (GPU table, time and cost), ``anchors`` (published figures), ``html`` (the
+capacity view), ``__main__`` (the command line). Imports config and store only: the parent's frontier and the
+worker's efficiency both use it, so it never imports torch.
 """

@@ -73,8 +73,8 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.hydra_setup import register
-    from harness.main import validate
+    from harness.config.compose import register
+    from harness.sweep.validate import validate
 
     register()
     GlobalHydra.instance().clear()
@@ -94,7 +94,8 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
              records: List[Dict[str, Any]], coeffs: Dict[str, Any]) -> Dict[str, Any]:
     """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time."""
     from harness.plan.estimate import DEFAULT_MFU, dataset_plan, gpu_table, measured_throughput
-    from harness.plan.memory import Cell, predict
+    from harness.plan.memory import predict
+    from harness.plan.setting import Cell
 
     cell = Cell.of(typed)
     options = {"attention": args.attention, "head": args.head}
@@ -126,7 +127,7 @@ def _gib(mib: float) -> str:
 
 def render(plan: Dict[str, Any]) -> str:
     """Human-readable breakdown and GPU table for one cell."""
-    from harness.summary import to_markdown
+    from harness.text import to_markdown
 
     mem, cell = plan["memory"], plan["cell"]
     lines = [
@@ -173,7 +174,7 @@ def _dataset_line(data: Dict[str, Any]) -> str:
 
 def render_grid(plans: List[Dict[str, Any]]) -> str:
     """One line per grid point: predicted need and the smallest catalogue GPU that holds it."""
-    from harness.summary import to_markdown
+    from harness.text import to_markdown
 
     rows = []
     for plan in plans:
@@ -224,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     require_installed()
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        from harness.hardware import load_catalogue, lookup
+        from harness.config.hardware import load_catalogue, lookup
         from harness.plan.calibrate import calibrate, fitted_coefficients, load_sweeps
 
         if args.mfu is not None and not 0 < args.mfu <= 1:

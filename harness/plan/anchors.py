@@ -14,8 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from harness.config import LoraConfig, ModelConfig, PeftConfig, QuantConfig, TrainConfig
-from harness.plan.memory import Cell, predict
+from harness.config.model import ModelConfig
+from harness.config.peft import LoraConfig, PeftConfig, QuantConfig
+from harness.config.train import TrainConfig
+from harness.plan.memory import predict
+from harness.plan.setting import Cell
 
 GB, GIB = 1e9, 2**30
 LLAMA2_7B = ModelConfig(name="llama-2-7b", hub_id="meta-llama/Llama-2-7b-hf", arch="llama", tiny=False, num_layers=32,
@@ -106,7 +109,7 @@ def evaluate(anchor: Anchor) -> Dict[str, Any]:
 
 def table() -> str:
     """The comparison as a markdown table, with the median and worst absolute error."""
-    from harness.summary import to_markdown
+    from harness.text import to_markdown
 
     rows = [evaluate(a) for a in ANCHORS]
     errors = sorted(abs(r["error_pct"]) for r in rows)

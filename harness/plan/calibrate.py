@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from harness.launch import shared_gpu
-from harness.plan.memory import DEFAULTS, Cell, Coefficients, Prediction, predict
-from harness.records import load_records
+from harness.plan.memory import Prediction, predict
+from harness.plan.setting import DEFAULTS, Cell, Coefficients
+from harness.store.launch import shared_gpu
+from harness.store.records import load_records
 
 MIN_POINTS = 3
 """Fewer ok records than this for a counter: no fit, no error claimed."""
@@ -153,7 +154,7 @@ def calibrate(records: Iterable[Dict[str, Any]], **options: Any) -> Dict[str, Di
     by_counter: Dict[str, List[Point]] = {}
     left_out: Dict[str, int] = {}
     for record in records:
-        if shared_gpu(record):  # cells that shared a GPU (harness/launch.py): their peaks are not their own
+        if shared_gpu(record):  # cells that shared a GPU (harness/sweep/launch.py): their peaks are not their own
             continue
         point = to_point(record, **options)
         if point is not None:

@@ -11,11 +11,12 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from harness.config.hardware import Hardware, match_device
 from harness.data.load import read_file, resolve_path, source_files
 from harness.errors import DataError
-from harness.hardware import Hardware, match_device
 from harness.plan.flops import flops_per_token
-from harness.plan.memory import Cell, Coefficients, predict
+from harness.plan.memory import predict
+from harness.plan.setting import Cell, Coefficients
 
 DEFAULT_MFU = 0.35
 """Assumed MFU of a bf16 step: the low end of the 33-46 % torchtitan / llm-foundry report for
@@ -218,7 +219,7 @@ def gpu_table(
     **options: Any,
 ) -> List[Dict[str, Any]]:
     """One row per catalogue GPU: fit, headroom, largest batch and sequence, throughput, time, cost."""
-    from harness.config import lora_target_modules
+    from harness.config.peft import lora_target_modules
     from harness.plan.params import adapter_params
 
     adapter = cell.peft.method in ("lora", "dora")

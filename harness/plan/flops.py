@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from harness.config import ModelConfig
+from harness.config.model import ModelConfig
 from harness.plan.params import count_params, head_dim
 
 FORMULA = {

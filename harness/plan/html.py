@@ -61,7 +61,7 @@ def _in(mib: Optional[float], unit: Tuple[str, float]) -> str:
 def load_record_views(folders: Iterable[Path]) -> List[Dict[str, Any]]:
     """Records of the given sweep folders (manifest grid order; otherwise by cell id), each cell once."""
     from harness.plan.calibrate import load_sweeps
-    from harness.store import load_sweep, read_manifest
+    from harness.store.layout import load_sweep, read_manifest
 
     views: Dict[str, Dict[str, Any]] = {}
     for folder in folders:

@@ -42,6 +42,11 @@ plus the step's temporaries, and on CPU the resident activation pages), on top o
 adapter, optimizer states and overhead. The breakdown lists what is alive at the peak, so
 its rows add up to the total; ``phases`` gives each phase's total.
 
+Each term is one function of a resolved ``Setting`` (``resolve``): ``weights_bytes``, ``adapter_bytes``,
+``optimizer_bytes``, ``gradient_bytes`` / ``concurrent_gradient_bytes``, ``step_temp_bytes``, ``activation_bytes``
+(from ``layer_bytes``, ``head_bytes`` and ``mask_bytes``) and ``resident_bytes``; ``term_bytes`` gathers them and
+``predict`` assembles the phases.
+
 Not modelled: bitsandbytes' CPU path for quantized weights (tiny 4-bit cells on CPU measured
 up to 30 % above the prediction); such predictions carry a caveat and calibration leaves
 those records out.
@@ -56,108 +61,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Dict, List, Optional
 
-from harness.config import LoraConfig, ModelConfig, PeftConfig, QuantConfig, TrainConfig, lora_target_modules
-from harness.plan.params import NORMS_PER_LAYER, adapter_params, count_params, head_dim, layer_linears
-
-MIB = 1024 * 1024
-COUNTERS = ("cuda_peak_allocated", "host_peak_rss")
-"""What a prediction predicts: torch's peak allocated bytes on CUDA, or the worker's peak RSS on CPU."""
-CUDA_CONTEXT_MIB = 500.0
-"""CUDA context, cuBLAS/cuDNN handles and kernels: device memory torch's allocator does not count (typ. 0.3-0.6 GiB)."""
-RESERVED_SLACK = 0.08
-"""Caching-allocator slack: reserved exceeds allocated by this fraction (typ. 5-15 %)."""
-FUSED_HEAD_TOKENS = 4096
-FUSED_HEAD_VOCAB = 32768
-"""trl's fused LM head tile: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE (trl/kernels/chunked_logprob.py)."""
-GEMMA2_SOFTCAP = {"gemma2"}
-"""Families whose eager attention applies tanh logit soft-capping (one more saved s² tensor)."""
-EAGER_BY_DEFAULT = {"gemma2"}
-"""Families transformers runs with eager attention by default (the rest use SDPA)."""
-
-# optimizer name -> (states per trainable parameter, bytes per state; None = the parameter's own bytes)
-OPTIMIZERS: Dict[str, tuple] = {
-    "adamw_torch": (2, None), "adamw_torch_fused": (2, None), "adamw_hf": (2, None), "adamw": (2, None),
-    "adamw_apex_fused": (2, 4), "paged_adamw_32bit": (2, 4), "adamw_bnb_8bit": (2, 1), "adamw_8bit": (2, 1),
-    "paged_adamw_8bit": (2, 1), "lion_32bit": (1, 4), "paged_lion_32bit": (1, 4), "lion_8bit": (1, 1),
-    "paged_lion_8bit": (1, 1), "sgd": (0, None), "adagrad": (1, None), "rmsprop": (1, None), "adafactor": (0, None),
-}
-FOREACH_TEMP = {"adamw_torch", "adamw_hf", "adamw"}
-"""torch's AdamW, whose step allocates temporaries: on CUDA (foreach) one copy of a state for all parameters at once;
-on CPU, where torch defaults to the single-tensor loop, two per parameter (see SINGLE_TENSOR_TEMPS)."""
-SINGLE_TENSOR_TEMPS = 2
-"""Parameter-sized temporaries of torch's single-tensor AdamW step (CPU default: foreach is for CUDA tensors only):
-``denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)`` holds the sqrt and the quotient at once, one
-parameter at a time, so the step peaks at two copies of the largest trainable parameter (measured, Qwen2.5-0.5B full
-fine-tune on CPU: +1,039 MiB = 2 x its tied 151936 x 896 fp32 embedding, over the gradients)."""
-CPU_HEAD_TEMP_BYTES = 29.0
-"""Bytes per tile element, besides the tile itself, that trl's torch fallback (no Triton: CPU) of the fused LM head's
-backward holds at its peak (``_backward_tile``): seven fp32 tensors (the scaled tile, z, log_p, p, grad, the one-hot
-difference and its product with the incoming gradient) and a bool target mask, 7 x 4 + 1. Measured on CPU, Qwen2.5-0.5B
-widths, LoRA b4 x 66: +269 MiB at the head's backward = 8.25 tiles of 260 x 32768 fp32."""
-
-
-@dataclass(frozen=True)
-class Coefficients:
-    """The free coefficients of the model (fitted by ``harness.plan.calibrate``)."""
-
-    act_scale: float = 1.0
-    """Multiplies the analytic activation and head bytes."""
-    overhead_mib: float = 128.0
-    """Constant added to every prediction, MiB."""
-
-
-HEAP_TENSOR_MAX = 32 * MIB
-"""glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX): a freed block up to this size raises
-the threshold to its size, so after the first such free every smaller tensor comes from the heap, whose freed pages stay
-resident (returned to the OS only from the heap's top); larger tensors are mmapped and unmapped on free."""
-CPU_HEAP_SCALE = 1.4
-"""Default act_scale for host RSS, an allocator factor, not a tensor count: glibc's heap (2.36 here) keeps about
-1.4 x the activation and head bytes resident at the peak, the temporaries freed between the saved tensors leaving
-holes that later tensors do not fit (fragmentation). Derived from the tiny CPU records (the 19 hf records under
-reports/ and 5 of a CPU rehearsal of the GPU check: fitted act_scale 1.40, overhead 599 MiB). Checked at real size
-with a plain torch loop at Qwen2.5-0.5B widths (LoRA, glibc's in-use bytes sampled every 2 ms): the in-use peak
-over the step's start matches the analytic activation + head terms within 3 % (1,253 vs 1,255 MiB at b4 x 66, 288
-vs 295 at b1 x 62), and RSS adds 0.37 x (b4) and 0.59 x (b1) of that on top of its own baseline."""
-
-DEFAULTS = {
-    # cuBLAS workspaces and small framework buffers allocated through torch's allocator
-    "cuda_peak_allocated": Coefficients(1.0, 128.0),
-    # the worker's Python + torch + transformers + trl runtime and the trainer's own objects:
-    # ~450 MiB RSS after a tiny model loads, ~600 MiB at the training peak (torch 2.13 CPU)
-    "host_peak_rss": Coefficients(CPU_HEAP_SCALE, 600.0),
-}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """The config blocks the memory model reads (a HarnessConfig has all of them)."""
-
-    model: ModelConfig
-    peft: PeftConfig
-    lora: LoraConfig
-    quant: QuantConfig
-    train: TrainConfig
-
-    @classmethod
-    def of(cls, cfg: Any) -> "Cell":
-        """From a HarnessConfig (or anything with those attributes)."""
-        return cls(cfg.model, cfg.peft, cfg.lora, cfg.quant, cfg.train)
-
-    @classmethod
-    def from_dict(cls, config: Dict[str, Any]) -> "Cell":
-        """From a record's resolved config dict, ignoring keys this version does not know."""
-
-        def build(kind: type, block: Optional[Dict[str, Any]]) -> Any:
-            known = kind.__dataclass_fields__
-            return kind(**{k: v for k, v in (block or {}).items() if k in known})
-
-        return cls(
-            build(ModelConfig, config.get("model")),
-            build(PeftConfig, config.get("peft")),
-            build(LoraConfig, config.get("lora")),
-            build(QuantConfig, config.get("quant")),
-            build(TrainConfig, config.get("train")),
-        )
+from harness.plan.params import count_params
+from harness.plan.setting import (
+    CUDA_CONTEXT_MIB,
+    DEFAULTS,
+    MIB,
+    OPTIMIZERS,
+    RESERVED_SLACK,
+    Cell,
+    Coefficients,
+    Setting,
+    resolve,
+)
+from harness.plan.terms import TermBytes, adapter_param_count, term_bytes, trainable_param_count
 
 
 @dataclass
@@ -198,124 +114,53 @@ class Prediction:
         return asdict(self)
 
 
-def compute_bytes(dtype: str, device: str) -> int:
-    """Bytes per element of the compute dtype: auto = bf16 on CUDA, fp32 on CPU (as the hf backend resolves it)."""
-    if dtype == "float32" or (dtype == "auto" and device != "cuda"):
-        return 4
-    return 2
+def _components(terms: TermBytes, in_fwd: bool, coeff: Coefficients) -> Dict[str, float]:
+    """MiB per component alive at the peak; the rows of the phase that does not peak are 0."""
+    scale = coeff.act_scale
+    return {
+        "weights": terms.weights / MIB,
+        "adapter": terms.adapter / MIB,
+        "optimizer": terms.optimizer / MIB,
+        "gradients": (terms.concurrent_gradients if in_fwd else terms.gradients) / MIB,
+        # at the optimizer step this row is the freed activations' pages the host heap still holds (0 on CUDA)
+        "activations": (scale * terms.activations if in_fwd else scale * terms.resident) / MIB,
+        "recompute": (scale * terms.recompute if in_fwd else 0.0) / MIB,
+        "head": (scale * terms.head if in_fwd else 0.0) / MIB,
+        "step_temp": (0.0 if in_fwd else terms.step_temp) / MIB,
+        "overhead": coeff.overhead_mib,
+    }
 
 
-def attention_variant(model: ModelConfig, attention: str) -> str:
-    """sdpa or eager: ``auto`` follows transformers' default for the family."""
-    if attention == "auto":
-        return "eager" if model.arch in EAGER_BY_DEFAULT else "sdpa"
-    return attention
+def _assumptions(x: Setting, terms: TermBytes, scale: float) -> List[str]:
+    """The conditions a prediction holds for, one line each."""
+    train = x.cell.train
+    notes = [
+        (
+            f"{'bf16' if x.e == 2 else 'fp32'} compute, {x.attention} attention, "
+            f"{'gradient checkpointing' if train.gradient_checkpointing else 'no checkpointing'}, "
+            f"{'trl fused LM head' if x.head == 'fused' else 'full logits'}"
+        ),
+        f"every sequence at {x.seq} tokens, {x.loss_fraction:.0%} of positions loss-bearing",
+    ]
+    if train.optimizer not in OPTIMIZERS:
+        notes.append(f"optimizer {train.optimizer} not in the table: assumed AdamW (2 states)")
+    if x.cell.quant.mode != "none" and x.adapter:
+        notes.append("non-quantized weights upcast to fp32 by peft's prepare_model_for_kbit_training")
+    if x.device != "cuda":
+        notes.append(f"host RSS: activation and head bytes x {scale:g} for glibc's heap (fragmentation); at the optimizer "
+                     "step the activations row is the freed activations' pages the heap still holds")
+    if train.gradient_checkpointing:
+        peak = "recomputing a layer" if terms.recompute else "in the LM head"
+        notes.append(f"gradient checkpointing: the backward peaks {peak} "
+                     f"(layer {scale * terms.layer / MIB:,.0f} MiB, head {scale * terms.head_pass / MIB:,.0f} MiB)")
+    return notes
 
 
-def _weights_bytes(cell: Cell, e: int) -> float:
-    counts = count_params(cell.model)
-    mode = cell.quant.mode
-    if mode == "none":
-        return counts.total * e
-    other = counts.total - counts.layer_linear  # embeddings, LM head, norms: upcast to fp32 by peft
-    weights = sum(lin.d_in * lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
-    biases = counts.layer_linear - weights
-    if mode == "8bit":
-        rows = sum(lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
-        quantized = weights * 1.0 + rows * 4.0
-    else:
-        block = 64
-        absmax = (1.0 / block + 4.0 / (block * 256)) if cell.quant.double_quant else 4.0 / block
-        quantized = weights * (0.5 + absmax)
-    return quantized + (other + biases) * 4.0
-
-
-def _layer_bytes(
-    cell: Cell, t: int, b: int, s: int, e: int, attention: str, adapter: bool, modules: List[str], device: str,
-    cap: Optional[float] = None,
-) -> float:
-    """Bytes autograd saves for one decoder layer over t = b·s tokens.
-
-    With ``cap``, only tensors of at most ``cap`` bytes each are counted (those glibc serves from its heap, see
-    HEAP_TENSOR_MAX).
-    """
-    m = cell.model
-    h, inter = m.hidden_size, m.intermediate_size
-    d_attn = m.num_heads * head_dim(m)
-    d_kv = m.num_kv_heads * head_dim(m)
-
-    def k(total: float, tensor: float) -> float:  # total bytes of tensors of ``tensor`` bytes each
-        return total if cap is None or tensor <= cap else 0.0
-
-    norms = k(NORMS_PER_LAYER[m.arch] * 4.0 * t * h, 4.0 * t * h)  # fp32 copy of each norm's input
-    if not adapter:  # trainable norm weights also keep the normalised output
-        out = (4.0 if m.arch == "gemma2" else e) * t * h
-        norms += k(NORMS_PER_LAYER[m.arch] * out, out)
-    kv = d_attn if m.num_kv_heads < m.num_heads else d_kv  # repeat_kv when a padding mask is present
-    if attention == "sdpa":
-        attn = k(2 * e * t * d_attn, e * t * d_attn) + k(2 * e * t * kv, e * t * kv)  # q, output; k, v
-    else:
-        scores = 4.0 + e + (e if m.arch in GEMMA2_SOFTCAP else 0.0)  # fp32 softmax, probs (+ tanh)
-        attn = k(e * t * d_attn, e * t * d_attn) + k(2 * e * t * kv, e * t * kv)
-        attn += k(b * m.num_heads * s * s * scores, b * m.num_heads * s * s * 4.0)
-    mlp = k(3.0 * e * t * inter, e * t * inter)  # gate (activation input), activation output, up
-    linears = layer_linears(m)
-    if adapter:
-        targeted = [lin for lin in linears if lin.name in modules]
-        if cell.lora.dropout > 0:
-            # each module drops out its own copy of the input. CUDA (autocast): a bool mask plus
-            # lora_A's bf16 input, e + 1 bytes; CPU: peft casts the input to the fp32 adapter
-            # dtype and dropout keeps an fp32 output and an fp32 noise tensor, 8 bytes
-            per_elem = (e + 1.0) if device == "cuda" else 8.0
-            inputs = sum(k(per_elem * t * lin.d_in, min(per_elem, 4.0) * t * lin.d_in) for lin in targeted)
-        else:  # lora_A keeps the shared input once per distinct input
-            inputs = sum(k(e * t * d, e * t * d) for d in _distinct_inputs(targeted))
-        inputs += len(targeted) * t * cell.lora.r * (e if device == "cuda" else 4.0)  # lora_A outputs
-        if cell.peft.method == "dora":  # base output and adapter output are kept for the magnitude gradient
-            inputs += sum(k(2.0 * e * t * lin.d_out, e * t * lin.d_out) for lin in targeted)
-    else:
-        inputs = sum(k(e * t * d, e * t * d) for d in _distinct_inputs(linears))
-    return norms + attn + mlp + inputs
-
-
-def _largest_trainable(m: ModelConfig, modules: List[str], r: int, method: str) -> int:
-    """Elements of the largest trainable parameter tensor: an embedding or linear weight, or a LoRA matrix."""
-    linears = layer_linears(m)
-    if method == "full":
-        return max([m.vocab_size * m.hidden_size] + [lin.d_in * lin.d_out for lin in linears])
-    targeted = [lin for lin in linears if lin.name in modules]
-    return max([r * max(lin.d_in, lin.d_out) for lin in targeted] + [lin.d_out for lin in targeted if method == "dora"] + [0])
-
-
-def _distinct_inputs(linears: list) -> List[int]:
-    """Input widths of the distinct tensors feeding ``linears`` (q/k/v share one, gate/up another)."""
-    groups = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "qkv_proj": "attn_in",
-              "gate_proj": "mlp_in", "up_proj": "mlp_in", "gate_up_proj": "mlp_in"}
-    seen: Dict[str, int] = {}
-    for linear in linears:
-        seen.setdefault(groups.get(linear.name, linear.name), linear.d_in)
-    return list(seen.values())
-
-
-def _head_bytes(cell: Cell, t: int, e: int, device: str, head: str, adapter: bool, loss_fraction: float) -> float:
-    """Final norm, LM head and loss at the start of the backward pass."""
-    m = cell.model
-    h, v = m.hidden_size, m.vocab_size
-    norm = 4.0 * t * h
-    if head == "full":
-        grad_w = 0.0 if adapter else e * v * h
-        return norm + (e + 12.0) * t * v + grad_w
-    # trl's fused head: on CUDA only loss-bearing positions are scored; elsewhere all of them
-    n = t * loss_fraction if device == "cuda" else t
-    if device == "cuda":  # Triton folds the recomputed tile into its gradient in place: the buffer is all
-        tile = min(n, FUSED_HEAD_TOKENS) * FUSED_HEAD_VOCAB * e
-    else:  # torch fallback: the tile's touched columns plus the temporaries _backward_tile holds at once
-        tile = min(n, FUSED_HEAD_TOKENS) * min(v, FUSED_HEAD_VOCAB) * (e + CPU_HEAD_TEMP_BYTES)
-    saved = e * n * h + 40.0 * n  # hidden-state copy, ten fp32 per-token statistics
-    # full fine-tune: the fp32 weight-gradient accumulator, plus its cast to the weight's dtype unless that is fp32
-    grad_w = 0.0 if adapter else (4.0 + (e if e != 4 else 0.0)) * v * h
-    backward = 4.0 * n * h + tile + grad_w  # fp32 hidden-state gradient, recomputed tile
-    return norm + saved + backward
+def _param_counts(x: Setting) -> Dict[str, int]:
+    """total, trainable, adapter and frozen parameter counts (as ``Prediction.params`` lists them)."""
+    total = count_params(x.cell.model).total
+    frozen = total - (0 if x.adapter else total)
+    return {"total": total, "trainable": trainable_param_count(x), "adapter": adapter_param_count(x), "frozen": frozen}
 
 
 def predict(
@@ -336,111 +181,26 @@ def predict(
     """
     counter = "cuda_peak_allocated" if device == "cuda" else "host_peak_rss"
     coeff = coeff or DEFAULTS[counter]
-    m, train = cell.model, cell.train
-    b = batch or train.batch_size
-    s = seq or train.max_seq_len
-    t = b * s
-    e = compute_bytes(m.dtype, device)
-    attention = attention_variant(m, attention)
-    adapter = cell.peft.method in ("lora", "dora")
-    modules = lora_target_modules(m.arch, cell.lora) if adapter else []
-    counts = count_params(m)
-    n_adapter = adapter_params(m, modules, cell.lora.r, cell.peft.method == "dora") if adapter else 0
-    trainable = n_adapter if adapter else counts.total
-    param_bytes = 4 if adapter else e
-
-    states, state_bytes = OPTIMIZERS.get(train.optimizer, (2, None))
-    state_bytes = param_bytes if state_bytes is None else state_bytes
-    optimizer = trainable * states * state_bytes
-    grads = trainable * param_bytes
-    if train.optimizer not in FOREACH_TEMP:
-        step_temp = 0.0
-    elif device == "cuda":
-        step_temp = trainable * state_bytes
-    else:
-        step_temp = SINGLE_TENSOR_TEMPS * _largest_trainable(m, modules, cell.lora.r, cell.peft.method) * state_bytes
-
-    layer = _layer_bytes(cell, t, b, s, e, attention, adapter, modules, device)
-    head_b = _head_bytes(cell, t, e, device, head, adapter, loss_fraction)
-    mask4d = b * s * s * (1 if attention == "sdpa" else e)
-    mask = mask4d + 24.0 * t  # 4D mask, ids/labels/attention mask
-    if train.gradient_checkpointing:
-        # only each layer's input is kept; the backward frees the head before it recomputes
-        # layer by layer, so the peak holds one of the two, never both
-        activations = m.num_layers * e * t * m.hidden_size + mask
-        recompute, head_part = (layer, 0.0) if layer > head_b else (0.0, head_b)
-    else:
-        activations, recompute, head_part = m.num_layers * layer + mask, 0.0, head_b
-    scalable = activations + recompute + head_part
+    x = resolve(cell, device, batch, seq, attention, head, loss_fraction)
+    terms = term_bytes(x)
     scale = coeff.act_scale
-    # host RSS at the optimizer step still holds the pages of the activations glibc served from its heap: freed
-    # during the backward below the gradients allocated meanwhile, they are not returned to the OS (only tensors
-    # above HEAP_TENSOR_MAX are mmapped and unmapped on free). torch's caching allocator on CUDA reuses them.
-    resident = 0.0
-    if device != "cuda":
-        cap = HEAP_TENSOR_MAX
-        if train.gradient_checkpointing:
-            checkpoint = e * t * m.hidden_size
-            resident = m.num_layers * (checkpoint if checkpoint <= cap else 0.0)
-        else:
-            resident = m.num_layers * _layer_bytes(cell, t, b, s, e, attention, adapter, modules, device, cap=cap)
-        resident += (mask4d if mask4d <= cap else 0.0) + 24.0 * t
-
-    # gradients of a full fine-tune are freed between steps (set_to_none) and grow while the
-    # activations shrink; with accumulation they persist. Adapter gradients are small: count them.
-    concurrent_grads = grads if (adapter or train.grad_accum > 1) else 0.0
-    fwd_bwd = scale * scalable + concurrent_grads
-    step = grads + step_temp
-    phase = "forward/backward" if fwd_bwd >= step + scale * resident else "optimizer step"
-    in_fwd = phase == "forward/backward"
-    weights = _weights_bytes(cell, e) if adapter else counts.total * e
-    adapter_w = n_adapter * 4.0
-    fixed = weights + adapter_w + optimizer
-    components = {
-        "weights": weights / MIB,
-        "adapter": adapter_w / MIB,
-        "optimizer": optimizer / MIB,
-        "gradients": (concurrent_grads if in_fwd else grads) / MIB,
-        "activations": (scale * activations if in_fwd else scale * resident) / MIB,
-        "recompute": (scale * recompute if in_fwd else 0.0) / MIB,
-        "head": (scale * head_part if in_fwd else 0.0) / MIB,
-        "step_temp": (0.0 if in_fwd else step_temp) / MIB,
-        "overhead": coeff.overhead_mib,
-    }
-    phases = {"forward/backward": (fixed + fwd_bwd) / MIB + coeff.overhead_mib,
-              "optimizer step": (fixed + step + scale * resident) / MIB + coeff.overhead_mib}
+    fwd_bwd = scale * terms.scalable + terms.concurrent_gradients
+    phase = "forward/backward" if fwd_bwd >= terms.step + scale * terms.resident else "optimizer step"
+    phases = {"forward/backward": (terms.fixed + fwd_bwd) / MIB + coeff.overhead_mib,
+              "optimizer step": (terms.fixed + terms.step + scale * terms.resident) / MIB + coeff.overhead_mib}
     total = max(phases.values())
-    device_total = total * (1 + RESERVED_SLACK) + CUDA_CONTEXT_MIB if device == "cuda" else total
-    notes = [
-        (
-            f"{'bf16' if e == 2 else 'fp32'} compute, {attention} attention, "
-            f"{'gradient checkpointing' if train.gradient_checkpointing else 'no checkpointing'}, "
-            f"{'trl fused LM head' if head == 'fused' else 'full logits'}"
-        ),
-        f"every sequence at {s} tokens, {loss_fraction:.0%} of positions loss-bearing",
-    ]
-    if train.optimizer not in OPTIMIZERS:
-        notes.append(f"optimizer {train.optimizer} not in the table: assumed AdamW (2 states)")
-    if cell.quant.mode != "none" and adapter:
-        notes.append("non-quantized weights upcast to fp32 by peft's prepare_model_for_kbit_training")
-    if device != "cuda":
-        notes.append(f"host RSS: activation and head bytes x {scale:g} for glibc's heap (fragmentation); at the optimizer "
-                     "step the activations row is the freed activations' pages the heap still holds")
-    if train.gradient_checkpointing:
-        notes.append(f"gradient checkpointing: the backward peaks {'recomputing a layer' if recompute else 'in the LM head'} "
-                     f"(layer {scale * layer / MIB:,.0f} MiB, head {scale * head_b / MIB:,.0f} MiB)")
     return Prediction(
         counter=counter,
-        components=components,
+        components=_components(terms, phase == "forward/backward", coeff),
         total_mib=total,
-        device_total_mib=device_total,
+        device_total_mib=total * (1 + RESERVED_SLACK) + CUDA_CONTEXT_MIB if device == "cuda" else total,
         phase=phase,
-        batch=b,
-        seq=s,
-        params={"total": counts.total, "trainable": trainable, "adapter": n_adapter, "frozen": counts.total - (0 if adapter else counts.total)},
-        assumptions=notes,
-        terms={"fixed": fixed / MIB, "scalable": scalable / MIB, "concurrent": concurrent_grads / MIB, "step": step / MIB,
-               "resident": resident / MIB},
+        batch=x.batch,
+        seq=x.seq,
+        params=_param_counts(x),
+        assumptions=_assumptions(x, terms, scale),
+        terms={"fixed": terms.fixed / MIB, "scalable": terms.scalable / MIB,
+               "concurrent": terms.concurrent_gradients / MIB, "step": terms.step / MIB, "resident": terms.resident / MIB},
         phases=phases,
         caveats=caveats(cell, device),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-from harness.config import ARCH_LINEAR_MODULES, ModelConfig
+from harness.config.model import ARCH_LINEAR_MODULES, ModelConfig
 
 NORMS_PER_LAYER = {"llama": 2, "mistral": 2, "qwen2": 2, "phi3": 2, "gemma2": 4}
 """RMSNorm weight vectors per decoder layer (Gemma 2 adds pre/post feed-forward norms)."""

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from harness.config.report import LoggerConfig, ReportConfig
 from harness.errors import ConfigError, run_cli
-from harness.report.config import LoggerConfig, ReportConfig
 
 USAGE = "usage: python -m harness.report SWEEP_DIR [SWEEP_DIR ...] [report.KEY=VALUE ...] [logger=wandb logger.KEY=VALUE ...]"
 

@@ -19,9 +19,9 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import pandas as pd
 
+from harness.config.report import LoggerConfig, ReportConfig
 from harness.errors import ConfigError
-from harness.records import write_text_atomic
-from harness.report.config import LoggerConfig, ReportConfig
+from harness.files import write_text_atomic
 from harness.report.data import ReportData, load
 
 

@@ -1,11 +1,11 @@
 """Records -> tables: the one place a report reads the store.
 
-One or many sweep folders are read through their manifests (``harness.store.load_sweep``);
+One or many sweep folders are read through their manifests (``harness.store.layout.load_sweep``);
 a cell that several sweeps share appears once, with every sweep that has it. Every cell
 of every grid is kept, whatever its status: failed, ``oom``, timed-out, crashed and
 skipped cells are results too.
 
-- ``wide``: one row per cell: the summary's columns (``harness.summary.summary_row``)
+- ``wide``: one row per cell: the summary's columns (``harness.report.rows.summary_row``)
   first, then the axes, ``status_label`` ("does not fit" for oom, "does not fit
   (inferred)" for a cell the OOM frontier skipped), the sweeps, seed,
   cost and the environment.
@@ -23,16 +23,15 @@ from typing import Any, Dict, Iterable, List
 
 import pandas as pd
 
-from harness.frontier import inferred
 from harness.report.metrics import KNOWN, MetricSpec, spec_for
-from harness.store import load_sweep, read_manifest
-from harness.summary import _axis_value, _flatten, _with_spec_config, natural_key, summary_row, varied_axes
+from harness.report.rows import axis_value, flatten, natural_key, summary_row, varied_axes, with_spec_config
+from harness.store.layout import inferred, load_sweep, read_manifest
 
 STATUS_LABELS = {"oom": "does not fit", "timeout": "timed out", "crashed": "crashed", "failed": "failed",
                  "skipped": "skipped", "diverged": "diverged", "invalid": "invalid", "unsupported": "unsupported"}
 """How a non-ok status reads in a table cell or a plot label."""
 INFERRED_LABEL = "does not fit (inferred)"
-"""The label of a cell the OOM frontier skipped (``harness.frontier``): status skipped, its error says why."""
+"""The label of a cell the OOM frontier skipped (``harness.sweep.frontier``): status skipped, its error says why."""
 TRAIN_METRICS = [c for c in KNOWN if not c.startswith(("mt_bench", "alpaca"))]
 
 
@@ -64,7 +63,7 @@ def status_label(status: Any) -> str:
 def environment(cell: Dict[str, Any]) -> Dict[str, Any]:
     """The cell's environment as flat ``env.*`` values: device, Python, library versions, git sha."""
     env = cell.get("environment") or {}
-    flat = _flatten({k: v for k, v in env.items() if not isinstance(v, list)})
+    flat = flatten({k: v for k, v in env.items() if not isinstance(v, list)})
     return {f"env.{k}": v for k, v in flat.items()}
 
 
@@ -72,7 +71,7 @@ def _cells(sweep_dirs: Iterable[Path]) -> List[Dict[str, Any]]:
     by_id: Dict[str, Dict[str, Any]] = {}
     for sweep in sweep_dirs:
         for view in load_sweep(sweep):
-            view = _with_spec_config(view, sweep)
+            view = with_spec_config(view, sweep)
             cell = by_id.setdefault(view["cell_id"], {**view, "sweeps": []})
             cell["sweeps"].append(sweep.name)
     return list(by_id.values())
@@ -82,7 +81,7 @@ def _wide_row(cell: Dict[str, Any], axes: List[str]) -> Dict[str, Any]:
     row = summary_row(cell)
     config = cell.get("config") or {}
     for axis in axes:
-        row[axis] = _axis_value(row, config, axis)
+        row[axis] = axis_value(row, config, axis)
     row["status_label"] = INFERRED_LABEL if inferred(row) else status_label(row["status"])
     row["sweeps"] = ",".join(cell["sweeps"])
     row["seed"] = (config.get("train") or {}).get("seed")
@@ -91,7 +90,7 @@ def _wide_row(cell: Dict[str, Any], axes: List[str]) -> Dict[str, Any]:
 
 
 def _tidy_rows(cell: Dict[str, Any], wide: Dict[str, Any]) -> List[Dict[str, Any]]:
-    config = {f"config.{k}": v for k, v in _flatten(cell.get("config") or {}).items() if not isinstance(v, (list, dict))}
+    config = {f"config.{k}": v for k, v in flatten(cell.get("config") or {}).items() if not isinstance(v, (list, dict))}
     shared = {"cell": wide["cell"], "status": wide["status"], "status_label": wide["status_label"], "sweeps": wide["sweeps"],
               **config, **environment(cell)}
     rows = [{**shared, "evaluator": "train", "task": "train", "metric": name, "value": wide.get(name), "stderr": None,

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from harness.records import write_text_atomic
+from harness.files import write_text_atomic
 from harness.report.data import ReportData
 from harness.report.plots import CONFIG, MARKERS, MEASURED, OTHER_MARKER, figures, label_of, plot_ids
 

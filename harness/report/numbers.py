@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from harness.summary import _fmt
+from harness.text import format_cell
 
 NO_VALUE = "n/a"
 """An ok cell that has no figure for the metric (the evaluator was not asked for)."""
@@ -33,7 +33,7 @@ def _signed(text: str, sign: bool) -> str:
 def plain_number(value: float, sign: bool = False) -> str:
     """4 significant digits (no exponent from 10^4 up); integers as integers."""
     value = float(value)
-    return _signed(str(int(value)) if value.is_integer() and abs(value) < 1e15 else _fmt(value), sign)
+    return _signed(str(int(value)) if value.is_integer() and abs(value) < 1e15 else format_cell(value), sign)
 
 
 def format_value(value: Optional[float], err: Optional[float] = None, sign: bool = False) -> str:

@@ -18,8 +18,10 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.report.data import ReportData, status_label
 from harness.report.numbers import NO_VALUE, Position, best_mask, format_value, position
-from harness.summary import AXIS_COLUMNS, NOTES, _axis_value, _fmt, lm_eval_cells, natural_key, real_random
-from harness.summary_quality import domain_cells
+from harness.report.quality import domain_cells
+from harness.report.rows import AXIS_COLUMNS, axis_value, lm_eval_cells, natural_key
+from harness.report.summary import NOTES, real_random
+from harness.text import format_cell
 
 HEADLINES = ("peak_mem_mib", "tokens_per_s", "eval_loss", "perplexity")
 JUDGED = ("mt_bench", "alpaca_wr", "alpaca_lc_wr", "alpaca_lc_wr_minimal")
@@ -114,7 +116,7 @@ def label(value: Any) -> str:
         return "-"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return _fmt(value)
+    return format_cell(value)
 
 
 def _lookup(config: Dict[str, Any], key: str) -> Any:
@@ -137,7 +139,7 @@ def key_values(data: ReportData, key: str, option: str) -> List[Any]:
     if not any(_lookup(config, key) is not _MISSING for config in configs):
         raise ConfigError(f"{option}: {key!r} is neither a report column nor a config key "
                           f"(axes: {', '.join(data.axes) or 'none'})")
-    return [_clean(_axis_value({}, config, key)) for config in configs]
+    return [_clean(axis_value({}, config, key)) for config in configs]
 
 
 def values_of(data: ReportData, name: str, default: Any = None) -> List[Any]:

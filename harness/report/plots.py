@@ -22,8 +22,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from harness.report.data import ReportData, status_label
-from harness.summary import PRIMARY_METRICS, natural_key
-from harness.summary_quality import DOMAIN_SCORES
+from harness.report.quality import DOMAIN_SCORES
+from harness.report.rows import PRIMARY_METRICS, natural_key
 
 Plot = Tuple[str, go.Figure]
 """(title, figure)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from harness.errors import ConfigError
-from harness.records import stable_digest
+from harness.files import stable_digest
 from harness.report.data import ReportData
 
 SECRET_WORDS = {"key", "keys", "token", "secret", "secrets", "password", "passwd", "apikey", "credential", "credentials"}

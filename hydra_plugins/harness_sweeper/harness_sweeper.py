@@ -6,7 +6,7 @@ is composed and validated up front; on error the command prints one line per pro
 and exits with status 2, having computed nothing.
 
 With ``run.oom_frontier=true`` (the default) the jobs are launched in ascending predicted
-memory (``harness.frontier.order``), so a cell that runs out of memory does so before the
+memory (``harness.sweep.frontier.order``), so a cell that runs out of memory does so before the
 larger cells it rules out; the manifest numbers the jobs in that launch order.
 """
 
@@ -50,8 +50,8 @@ class ValidatingSweeper(BasicSweeper):
         return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size)) if max_batch_size else [jobs]
 
     def sweep(self, arguments: List[str]) -> Any:
-        from harness.main import validate
-        from harness.preflight import compose_job
+        from harness.sweep.preflight import compose_job
+        from harness.sweep.validate import validate
 
         problems: List[str] = []
         valid: List[Tuple[List[str], Any, Dict[str, Any]]] = []
@@ -81,10 +81,10 @@ class ValidatingSweeper(BasicSweeper):
         cover this grid and nothing else in the folder. Two grid points that are the same
         cell (they differ only in run.* keys or in values equal to each other) are refused.
         """
-        from harness.cell import plan_cell
-        from harness.frontier import order
-        from harness.main import check_sweep_dir, manifest_entry
-        from harness.store import write_manifest
+        from harness.store.layout import write_manifest
+        from harness.sweep.cell import plan_cell
+        from harness.sweep.frontier import order
+        from harness.sweep.job import check_sweep_dir, manifest_entry
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         roots = {str(typed.run.root) for _, typed, _ in jobs}

@@ -43,7 +43,10 @@ STEP_EVENTS = ("on_step_begin", "on_pre_optimizer_step", "on_optimizer_step", "o
 
 
 def _config(steps: int, batch: int, cache_dir: Path, grad_accum: int = 1):
-    from harness.config import EvalConfig, HarnessConfig, RunConfig, TrainConfig
+    from harness.config.eval import EvalConfig
+    from harness.config.run import RunConfig
+    from harness.config.schema import HarnessConfig
+    from harness.config.train import TrainConfig
 
     train = TrainConfig(
         max_steps=steps, batch_size=batch, grad_accum=grad_accum, eval_every=0, early_stopping_patience=0,
@@ -66,7 +69,7 @@ def _quiet():
 def _progress_writer(folder: Path) -> Any:
     """The progress.json writer a worker hands its backend, or None in a tree without one."""
     try:
-        from harness.progress import ProgressWriter
+        from harness.store.progress import ProgressWriter
     except ImportError:
         return None
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +136,7 @@ def per_step_work(cfg, folder: Path) -> Tuple[Callable[[], None], Dict[str, Any]
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from harness.backends import hf
-    from harness.measure import BatchCount, StepMeter
+    from harness.measure.meters import BatchCount, StepMeter
 
     backend, data = _prepare(cfg, folder)
     grad_accum = cfg.train.grad_accum
@@ -239,7 +242,7 @@ def time_per_step_work(one_step: Callable[[], None], repeats: int = 7, target_s:
 
 def harness_side(cfg, folder: Path) -> Tuple[float, List[float]]:
     """Wall time of ``HFBackend.train`` (trainer build + training), and the meter's step times."""
-    from harness.measure import StepMeter
+    from harness.measure.meters import StepMeter
 
     backend, data = _prepare(cfg, folder)
     backend.load_model()

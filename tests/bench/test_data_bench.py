@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from harness.config import DataConfig, ModelConfig
+from harness.config.data import DataConfig
+from harness.config.model import ModelConfig
 from harness.data.dedup import near_duplicate_clusters
 from harness.data.prepare import prepare_data
 from tests.data_synth import synthetic_conversations

@@ -12,7 +12,8 @@ import itertools
 
 import pytest
 
-from harness.judge.client import JudgeClient, Request
+from harness.judge.calls import Request
+from harness.judge.client import JudgeClient
 from tests.judge_server import JudgeServer
 
 pytestmark = pytest.mark.slow

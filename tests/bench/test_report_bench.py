@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import new_record, write_json_atomic
+from harness.config.report import ReportConfig
+from harness.files import write_json_atomic
 from harness.report.build import report
-from harness.report.config import ReportConfig
+from harness.store.records import new_record
 from tests.unit.test_report_plots import ENV, _config, _ok
 
 pytestmark = pytest.mark.slow

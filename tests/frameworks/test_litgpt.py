@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.envs import REPO
+from harness.store.venvs import REPO
 from tests.conftest import records, run_harness, sweep_of
 
 LITGPT_PYTHON = REPO / ".venvs" / "litgpt" / "bin" / "python"

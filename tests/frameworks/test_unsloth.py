@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.envs import REPO
+from harness.store.venvs import REPO
 from tests.conftest import records, run_harness, sweep_of
 
 UNSLOTH_PYTHON = REPO / ".venvs" / "unsloth" / "bin" / "python"
@@ -24,7 +24,7 @@ TRAJECTORY_TOLERANCE = 1e-5
 """Largest loss difference allowed at any of the 10 steps. The two differ only in the order fp32 sums are taken
 (Unsloth's chunked cross-entropy on CPU): measured at most 9.5e-7 here (2 ulp of a loss near 7.6), while a real
 difference in the work (another LoRA init, dropout draw, sample order, bf16) moves the second step's loss by 1e-3 or
-more. The same bound as the first-step check (harness.fairness.LOSS_TOLERANCE), about 20 ulp."""
+more. The same bound as the first-step check (harness.measure.fairness.LOSS_TOLERANCE), about 20 ulp."""
 
 
 def _by_framework(root: Path) -> dict:

@@ -45,9 +45,9 @@ def test_cuda_cell_record_labels_every_figure(harness_env, tmp_path):
 
 def test_nvml_monitor_on_the_real_driver():
     pytest.importorskip("pynvml")
-    from harness.measure import _cuda_monitor
+    from harness.measure.meters import cuda_monitor
 
-    monitor = _cuda_monitor().start()
+    monitor = cuda_monitor().start()
     block = torch.empty(256 * 1024 * 1024, dtype=torch.uint8, device="cuda")  # 256 MiB
     torch.cuda.synchronize()
     import time

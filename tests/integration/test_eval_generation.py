@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.base import ModelView
-from harness.config import ModelConfig
+from harness.config.model import ModelConfig
 from harness.evaluators.generation import generate
 from harness.models.tiny import ensure_tiny_model
 from tests.conftest import FAST, run_harness

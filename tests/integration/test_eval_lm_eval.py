@@ -19,7 +19,7 @@ from typing import Dict, List
 
 import pytest
 
-from harness.config import ModelConfig
+from harness.config.model import ModelConfig
 from harness.evaluators import lmeval_tasks
 from harness.models.tiny import tiny_model_key
 from tests.conftest import FAST, REPO, make_env, records, run_harness, sweep_of

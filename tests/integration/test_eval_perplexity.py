@@ -8,7 +8,8 @@ import math
 import pytest
 
 from harness.backends.base import ModelView
-from harness.config import ModelConfig, PerplexityEvalConfig
+from harness.config.eval import PerplexityEvalConfig
+from harness.config.model import ModelConfig
 from harness.data.prepare import PreparedData
 from harness.evaluators.base import EvalContext
 from harness.evaluators.perplexity import PerplexityEvaluator, rolling_loglikelihoods

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 CHILD = """
 import json, os, stat, sys
 from pathlib import Path
-from harness.config import ModelConfig
+from harness.config.model import ModelConfig
 from harness.models.tiny import ensure_tiny_model
 folder = ensure_tiny_model(ModelConfig(), Path(sys.argv[1]))
 mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.integration
 def test_hf_trains_the_predicted_micro_batches_and_counts_only_them(cache_dir: Path, tmp_path: Path) -> None:
     from harness.backends.hf import HFBackend
     from harness.backends.litgpt import hf_micro_batches
-    from harness.config import HarnessConfig, TrainConfig
+    from harness.config.schema import HarnessConfig
+    from harness.config.train import TrainConfig
     from harness.data.prepare import prepare_data
-    from harness.measure import StepMeter
+    from harness.measure.meters import StepMeter
     from harness.seams import CellContext
 
     steps, batch = 4, 3

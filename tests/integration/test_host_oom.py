@@ -18,7 +18,7 @@ LIMIT = 4 << 30
 CHILD = """
 import json, sys
 import torch
-from harness.worker import classify
+from harness.worker.outcome import classify
 out = {}
 for name, allocate in [
     ("torch", lambda: torch.empty(2 * LIMIT, dtype=torch.uint8)),

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import LoraConfig, ModelConfig, PeftConfig, QuantConfig, TrainConfig, lora_target_modules
-from harness.plan.memory import Cell, _layer_bytes, attention_variant
+from harness.config.model import ModelConfig
+from harness.config.peft import LoraConfig, PeftConfig, QuantConfig, lora_target_modules
+from harness.config.train import TrainConfig
+from harness.plan.setting import Cell, attention_variant
+from harness.plan.terms import _layer_bytes
 
 pytestmark = pytest.mark.integration
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"

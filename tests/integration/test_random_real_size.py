@@ -32,7 +32,7 @@ PLANNER_GOAL_PCT = 10.0
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, dict]:
     """name -> the cell's summary row (status, peak, prediction), each cell run as its own sweep."""
-    from harness.summary import summary_row
+    from harness.report.rows import summary_row
 
     root = tmp_path_factory.mktemp("random-real")
     env = make_env(tmp_path_factory.mktemp("random-real-cache"))

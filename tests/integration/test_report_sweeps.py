@@ -14,7 +14,7 @@ from typing import Any, List
 import pytest
 import yaml
 
-from harness.hydra_setup import CONF_DIR, register
+from harness.config.compose import CONF_DIR, register
 
 pytestmark = pytest.mark.integration
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
@@ -41,7 +41,7 @@ def _cells(name: str, root: Path) -> List[Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.main import validate
+    from harness.sweep.validate import validate
 
     register()
     GlobalHydra.instance().clear()

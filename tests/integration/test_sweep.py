@@ -145,7 +145,7 @@ def test_parent_never_imports_torch(harness_env, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TORCH_IN_PARENT False" in result.stdout
     assert list(tmp_path.glob("*/summary.csv"))
-    # Progress (harness.progress), on the same cell: progress.json ends "done" with the wall time, the
+    # Progress (harness.store.progress), on the same cell: progress.json ends "done" with the wall time, the
     # worker's log has one line per step, and stdout (not a terminal) has the start line, naming the
     # log, before the end line.
     (cell_dir,) = tmp_path.glob("cells/*")

@@ -9,7 +9,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.judge import alpaca_eval as ae
-from harness.judge.client import Outcome, Request
+from harness.judge.calls import Outcome, Request
 
 pytestmark = pytest.mark.unit
 

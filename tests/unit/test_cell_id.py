@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import identity
-from harness.config import HarnessConfig
-from harness.identity import canonical_training_config, cell_id, cell_identity, eval_keys, folder_fingerprint
-from harness.main import sweep_name
+from harness.config.compose import sweep_name
+from harness.config.schema import HarnessConfig
+from harness.store import identity
+from harness.store.identity import canonical_training_config, cell_id, cell_identity, eval_keys, folder_fingerprint
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from harness.errors import ConfigError
-from harness.worker import classify
+from harness.worker.outcome import classify
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from harness.config.compose import register
 from harness.errors import ConfigError
-from harness.hydra_setup import register
-from harness.main import validate
+from harness.sweep.validate import validate
 
 pytestmark = pytest.mark.unit
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -72,7 +72,7 @@ def test_bad_values_give_one_line_naming_the_key(overrides, needle):
 
 def test_phi_presets_use_fused_modules():
     typed, _ = validate(_compose(["model=phi", "lora.target=all-linear"]))
-    from harness.config import lora_target_modules
+    from harness.config.peft import lora_target_modules
 
     assert lora_target_modules("phi3", typed.lora) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     assert lora_target_modules("llama", typed.lora)[:4] == ["q_proj", "k_proj", "v_proj", "o_proj"]

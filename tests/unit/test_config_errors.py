@@ -14,8 +14,8 @@ from typing import List
 
 import pytest
 
-import harness.main as main
-from harness.main import validate
+from harness.sweep import validate as main
+from harness.sweep.validate import validate
 from tests.conftest import REPO, make_env
 from tests.unit.test_config import _compose
 
@@ -145,8 +145,8 @@ def test_read_only_run_root(env, tmp_path):
 def test_valid_run_root_is_created(tmp_path):
     # a real run would go on to train, so call the preflight itself
     from harness.__main__ import CONF_DIR
-    from harness.hydra_setup import register
-    from harness.preflight import check_command_line
+    from harness.config.compose import register
+    from harness.sweep.preflight import check_command_line
 
     register()
     root = tmp_path / "new" / "runs"
@@ -205,7 +205,8 @@ def test_worker_loads_safetensors_only(tmp_path):
     # A hub repo with only .bin weights gets past the parent (it cannot look inside); the
     # worker asks transformers for safetensors only and names the key that allows more.
     from harness.backends.hf import HFBackend
-    from harness.config import HarnessConfig, ModelConfig
+    from harness.config.model import ModelConfig
+    from harness.config.schema import HarnessConfig
     from harness.errors import ConfigError
     from harness.seams import CellContext
 
@@ -222,10 +223,10 @@ def test_transformers_name_tables_match_the_installed_transformers():
     from transformers.trainer_utils import SchedulerType
     from transformers.training_args import OptimizerNames
 
-    from harness.hf_names import LR_SCHEDULERS, OPTIMIZERS
+    from harness.config.hf_names import LR_SCHEDULERS, OPTIMIZERS
 
-    assert OPTIMIZERS == tuple(o.value for o in OptimizerNames), "regenerate harness/hf_names.py"
-    assert LR_SCHEDULERS == tuple(s.value for s in SchedulerType), "regenerate harness/hf_names.py"
+    assert OPTIMIZERS == tuple(o.value for o in OptimizerNames), "regenerate harness/config/hf_names.py"
+    assert LR_SCHEDULERS == tuple(s.value for s in SchedulerType), "regenerate harness/config/hf_names.py"
 
 
 def _imports_after(statement: str) -> List[str]:
@@ -236,7 +237,7 @@ def _imports_after(statement: str) -> List[str]:
 
 
 def test_config_imports_no_evaluator_module():
-    loaded = _imports_after("import harness.config")
+    loaded = _imports_after("import harness.config.schema")
     assert not [m for m in loaded if m.startswith("harness.evaluators")], loaded
     assert not [m for m in loaded if m.startswith(("torch", "transformers"))], loaded
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.config import DataConfig, DataFilterConfig
+from harness.config.data import DataConfig, DataFilterConfig
 from harness.data import dedup
 from harness.data.filters import count_words, drop_exact_duplicates, quality_filter, scrub_pii, scrub_text
 from harness.data.load import Example

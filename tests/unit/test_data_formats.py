@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import DataColumnsConfig, DataConfig
+from harness.config.data import DataColumnsConfig, DataConfig
 from harness.data.load import load_conversations
 
 pytestmark = pytest.mark.unit

@@ -9,13 +9,16 @@ import math
 import numpy as np
 import pytest
 
-from harness import identity
-from harness.config import DataConfig, HarnessConfig, ModelConfig, TrainConfig
+from harness.config.data import DataConfig
+from harness.config.model import ModelConfig
+from harness.config.schema import HarnessConfig
+from harness.config.train import TrainConfig
 from harness.data.prepare import data_line, prepare_data
 from harness.data.synthetic import split_sizes, vocabulary
 from harness.data.tokenize import IGNORE_INDEX
 from harness.errors import ConfigError, DataError
-from harness.identity import cell_id, cell_identity
+from harness.store import identity
+from harness.store.identity import cell_id, cell_identity
 from tests.unit.test_config import _compose
 
 pytestmark = pytest.mark.unit
@@ -94,7 +97,7 @@ def test_longer_than_max_seq_len_is_refused_even_without_the_config_check(tokeni
     ],
 )
 def test_bad_settings_fail_in_one_line_naming_the_key(overrides, needle):
-    from harness.main import validate
+    from harness.sweep.validate import validate
 
     with pytest.raises(ConfigError) as info:
         validate(_compose(overrides))
@@ -102,7 +105,7 @@ def test_bad_settings_fail_in_one_line_naming_the_key(overrides, needle):
 
 
 def test_seq_len_follows_train_max_seq_len_unless_given():
-    from harness.main import validate
+    from harness.sweep.validate import validate
 
     typed, plain = validate(_compose(["data=synthetic", "train.max_seq_len=512"]))
     assert typed.data.synthetic and typed.data.seq_len == plain["data"]["seq_len"] == 512

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import DataColumnsConfig, DataConfig, DataFilterConfig, ModelConfig
+from harness.config.data import DataColumnsConfig, DataConfig, DataFilterConfig
+from harness.config.model import ModelConfig
 from harness.data.prepare import prepare_data
 from harness.data.tokenize import IGNORE_INDEX, ensure_chat_template, tokenize_split
 from harness.errors import DataError

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.config import DataConfig
+from harness.config.data import DataConfig
 from harness.data.load import check_source, load_conversations
 from harness.errors import ConfigError, DataError
 
@@ -165,7 +165,7 @@ def test_an_unreadable_file_beside_good_ones_is_skipped_and_counted(tmp_path):
 
 
 def test_parent_validation_rejects_bad_data_before_any_cell(tmp_path):
-    from harness.main import validate
+    from harness.sweep.validate import validate
     from tests.unit.test_config import _compose
 
     path = _file(tmp_path, [json.dumps(GOOD), BROKEN["unknown_role"]])
@@ -201,7 +201,7 @@ def test_parent_check_sees_edits(tmp_path):
     ],
 )
 def test_bad_data_keys_fail_in_one_line(overrides, needle):
-    from harness.main import validate
+    from harness.sweep.validate import validate
     from tests.unit.test_config import _compose
 
     with pytest.raises(ConfigError) as info:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.divergence import describe, divergence, is_finite
+from harness.measure.divergence import describe, divergence, is_finite
 
 pytestmark = pytest.mark.unit
 NAN, INF = float("nan"), float("inf")

@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import HarnessConfig, ModelConfig, PeftConfig, TrainConfig
-from harness.efficiency import efficiency
+from harness.config.model import ModelConfig
+from harness.config.peft import PeftConfig
+from harness.config.schema import HarnessConfig
+from harness.config.train import TrainConfig
+from harness.measure.efficiency import efficiency
 from harness.plan.flops import flops_per_token
 from harness.plan.params import count_params
 

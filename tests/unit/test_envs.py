@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.envs import env_problem, env_versions, interpreter
-from harness.identity import canonical_training_config, environment_fingerprint
+from harness.store.identity import canonical_training_config, environment_fingerprint
+from harness.store.venvs import env_problem, env_versions, interpreter
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,7 @@ def _row(framework: str, r: int, **figures) -> dict:
 
 
 def test_fairness_note_names_what_frameworks_did_differently() -> None:
-    from harness.fairness import fairness_block, fairness_notes
+    from harness.measure.fairness import fairness_block, fairness_notes
 
     same = [_row("hf", 8), _row("unsloth", 8, first_step_loss=7.673805)]
     assert fairness_notes(same, ["framework", "lora_r"]) == []

@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.benchmarks.checks import alpaca_items
+from harness.config.generation import AlpacaEvalConfig, DomainEvalConfig, JudgeConfig, MtBenchEvalConfig
 from harness.errors import ConfigError
-from harness.eval_blocks import (
-    AlpacaEvalConfig,
-    DomainEvalConfig,
-    JudgeConfig,
-    MtBenchEvalConfig,
-    alpaca_items,
-)
 from harness.evaluators.domain import normalise, scores
 from harness.evaluators.generation import _answer
 from harness.evaluators.mt_bench import _conversation, temperature
-from harness.identity import eval_keys
+from harness.store.identity import eval_keys
 from tests.unit.test_eval_config import _validate
 
 pytestmark = pytest.mark.unit
@@ -182,7 +177,7 @@ def test_config_and_checks_stay_torch_free(tmp_path):
         "from tests.unit.test_eval_config import _validate\n"
         f"_validate(['eval=[mt_bench,alpaca_eval,domain]', 'eval.domain.path={DOMAIN}', "
         f"'eval.alpaca_eval.references={REFERENCES}', 'run.cache_dir={tmp_path}', 'eval.judge.api_key_env=null'])\n"
-        "from harness.identity import eval_keys\n"
+        "from harness.store.identity import eval_keys\n"
         "heavy = [m for m in ('torch', 'transformers', 'openai') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -191,7 +186,7 @@ def test_config_and_checks_stay_torch_free(tmp_path):
 
 
 def test_hub_references_out_of_reach_fail_in_one_line_before_any_worker(monkeypatch):
-    from harness.hub import hub_reachable
+    from harness.models.hub import hub_reachable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub_reachable.cache_clear()

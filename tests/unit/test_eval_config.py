@@ -11,10 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from harness.config.compose import register
 from harness.errors import ConfigError
 from harness.evaluators import lmeval_tasks
-from harness.hydra_setup import register
-from harness.main import validate
+from harness.sweep.validate import validate
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def test_parent_validation_never_imports_lm_eval_or_torch(tmp_path):
         "import sys\n"
         "from tests.unit.test_eval_config import _validate\n"
         f"_validate(['eval=[perplexity,mmlu]', 'eval.lm_eval.mmlu_dir={FIXTURE}', 'run.cache_dir={tmp_path}'])\n"
-        "import harness.summary, harness.callbacks, harness.cell\n"
+        "import harness.report.summary, harness.sweep.callbacks, harness.sweep.cell\n"
         "heavy = [m for m in ('torch', 'lm_eval', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

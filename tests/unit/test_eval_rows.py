@@ -14,8 +14,10 @@ import pytest
 from harness.evaluators.baseline import cached_or_compute, compare
 from harness.evaluators.lmeval import rows_from_results
 from harness.evaluators.perplexity import rolling_windows
-from harness.records import metric_row, new_record, write_json_atomic
-from harness.summary import columns_for, lm_eval_cells, lm_eval_headlines, write_summary
+from harness.files import write_json_atomic
+from harness.report.rows import columns_for, lm_eval_cells, lm_eval_headlines
+from harness.report.summary import write_summary
+from harness.store.records import metric_row, new_record
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

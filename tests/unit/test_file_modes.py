@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import records
+from harness import files
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
@@ -20,7 +20,8 @@ CHILD = """
 import json, os, stat, sys
 from pathlib import Path
 from harness.evaluators import mmlu_local
-from harness.records import make_staging_dir, new_record, write_json_atomic
+from harness.files import make_staging_dir, write_json_atomic
+from harness.store.records import new_record
 out = Path(sys.argv[1])
 write_json_atomic(out / "cell" / "record.json", new_record("c", "ok", {}))
 staging = make_staging_dir(".entry.", out)
@@ -62,26 +63,26 @@ def test_other_umasks_are_honoured(tmp_path, umask, file_mode, dir_mode):
 def test_umask_is_read_without_changing_it():
     current = os.umask(0o022)
     os.umask(current)
-    assert records.UMASK == current  # the test process has not changed its umask since import
-    assert records._read_umask() == current
+    assert files.UMASK == current  # the test process has not changed its umask since import
+    assert files._read_umask() == current
     assert os.umask(current) == current  # reading left it as it was
 
 
 def test_written_file_follows_the_cached_mode(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "FILE_MODE", 0o640)
-    records.write_json_atomic(tmp_path / "r.json", {"a": 1})
+    monkeypatch.setattr(files, "FILE_MODE", 0o640)
+    files.write_json_atomic(tmp_path / "r.json", {"a": 1})
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o640
 
 
 def test_share_tree_opens_private_files_and_folders(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "FILE_MODE", 0o644)
-    monkeypatch.setattr(records, "DIR_MODE", 0o755)
+    monkeypatch.setattr(files, "FILE_MODE", 0o644)
+    monkeypatch.setattr(files, "DIR_MODE", 0o755)
     (tmp_path / "m" / "sub").mkdir(parents=True)
     weights, script = tmp_path / "m" / "sub" / "w.safetensors", tmp_path / "m" / "run.sh"
     weights.write_bytes(b"x")
     script.write_text("#!/bin/sh\n")
     os.chmod(weights, 0o600), os.chmod(script, 0o700), os.chmod(tmp_path / "m" / "sub", 0o700)
     (tmp_path / "m" / "link").symlink_to(weights)
-    records.share_tree(tmp_path / "m")
+    files.share_tree(tmp_path / "m")
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
     assert (mode(tmp_path / "m"), mode(tmp_path / "m" / "sub"), mode(weights), mode(script)) == (0o755, 0o755, 0o644, 0o755)

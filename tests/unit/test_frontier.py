@@ -7,12 +7,14 @@ import dataclasses
 
 import pytest
 
-from harness import frontier, identity
-from harness.cell import plan_cell
-from harness.config import HarnessConfig
-from harness.frontier import ENDED, MARK, dominates, inferred_skip, order
-from harness.records import RECORD_NAME, new_record, write_json_atomic
-from harness.store import load_sweep, read_manifest, update_manifest, write_manifest
+from harness.config.schema import HarnessConfig
+from harness.files import write_json_atomic
+from harness.store import identity
+from harness.store.layout import MARK, load_sweep, read_manifest, update_manifest, write_manifest
+from harness.store.records import RECORD_NAME, new_record
+from harness.sweep import frontier
+from harness.sweep.cell import plan_cell
+from harness.sweep.frontier import ENDED, dominates, inferred_skip, order
 
 pytestmark = pytest.mark.unit
 
@@ -212,7 +214,7 @@ def test_skips_live_in_the_manifest_not_in_the_cell_store(skipped):
 
 
 def test_the_summary_shows_skipped_with_the_inference(skipped):
-    from harness.summary import summarise
+    from harness.report.summary import summarise
 
     sweep_dir, plans = skipped
     summary = summarise(sweep_dir)
@@ -238,14 +240,14 @@ def test_the_report_draws_them_as_does_not_fit_inferred(skipped):
 
 
 def test_a_swept_cap_is_an_axis(base):
-    from harness.summary import varied_axes
+    from harness.report.rows import varied_axes
 
     assert varied_axes([base, _with(base, **{"run.memory_cap_gib": 1.0})]) == ["memory_cap_gib"]
     assert varied_axes([base, _with(base, **{"run.timeout_s": 5.0})]) == []
 
 
 def test_the_progress_line_counts_a_skip_as_finished(skipped):
-    from harness.progress import sweep_progress
+    from harness.store.progress import sweep_progress
 
     progress = sweep_progress(skipped[0])
     assert progress.total == 4 and progress.left == 0 and progress.failed == 4

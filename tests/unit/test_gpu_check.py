@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.envs import REPO
+from harness.store.venvs import REPO
 
 pytestmark = pytest.mark.unit
 spec = importlib.util.spec_from_file_location("gpu_check", REPO / "tools" / "gpu_check.py")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.config.hardware import load_catalogue, lookup, match_device
 from harness.errors import ConfigError
-from harness.hardware import load_catalogue, lookup, match_device
 
 pytestmark = pytest.mark.unit
 REQUIRED = ["rtx-3060-12gb", "rtx-3090", "rtx-4090", "l4", "a10g", "l40s", "a100-40gb", "a100-80gb", "h100-80gb", "h200"]

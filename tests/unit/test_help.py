@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.config.compose import named_sweeps, register
 from harness.errors import ConfigError
-from harness.hydra_setup import named_sweeps, register
-from harness.preflight import check_command_line, config_loader, configured_mode
+from harness.sweep.preflight import check_command_line, config_loader, configured_mode
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]

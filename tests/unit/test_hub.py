@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import hub
-from harness.config import ModelConfig, shipped_model_group
+from harness.config.model import ModelConfig, shipped_model_group
+from harness.models import hub
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,8 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.judge import cache as judge_cache
-from harness.judge.client import JudgeClient, Request
+from harness.judge.calls import Request
+from harness.judge.client import JudgeClient
 from harness.judge.prices import SHIPPED_PRICES, check_judge_settings, cost, load_prices, price_for
 from tests.judge_server import JudgeServer
 

@@ -7,8 +7,8 @@ import pytest
 
 from harness.judge.keys import judge_key, judge_keys, judge_settings
 from harness.judge.run import public_url
-from harness.records import metric_row
-from harness.summary_quality import console_hidden, judge_cells, quality_cells
+from harness.report.quality import console_hidden, judge_cells, quality_cells
+from harness.store.records import metric_row
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""harness.launch: cells at once per launcher, threads per cell, a GPU per cell through lock files (fake GPU lists)."""
+"""harness.sweep.launch: cells at once per launcher, threads per cell, a GPU per cell through lock files (fake GPU lists)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import launch
-from harness.launch import Launcher, launcher_of, lease_gpu, parse_visible, placement, try_lease
 from harness.plan.calibrate import calibrate
-from harness.records import CELL_SPEC_NAME
+from harness.store import launch as launch_record
+from harness.store.records import CELL_SPEC_NAME
+from harness.sweep import launch
+from harness.sweep.launch import Launcher, launcher_of, lease_gpu, parse_visible, placement, try_lease
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +127,7 @@ def test_placement_hands_a_cuda_worker_one_gpu_and_its_threads(tmp_path):
             placement(_spec(tmp_path / "b", "cuda:NVIDIA H100", run), environ=env, launcher=joblib, host="h") as b:
         assert (a.env["CUDA_VISIBLE_DEVICES"], b.env["CUDA_VISIBLE_DEVICES"]) == ("2", "3")
         assert len(a.fds) == 1 and a.fds != b.fds  # the worker inherits its lease's lock
-        info = json.loads(a.env[launch.LAUNCH_ENV])
+        info = json.loads(a.env[launch_record.LAUNCH_ENV])
         assert info["gpu"] == "2" and info["gpu_shared"] is False and info["cells_at_once"] == 2
         assert a.env["OMP_NUM_THREADS"] == str(max(1, launch.cores() // 2))
         assert sorted(p.name for p in (tmp_path / "cache" / "gpu-locks" / "h").iterdir()) == ["gpu-2.0.lock", "gpu-3.0.lock"]
@@ -136,15 +137,15 @@ def test_placement_hands_a_cuda_worker_one_gpu_and_its_threads(tmp_path):
 def test_placement_leaves_one_cell_at_a_time_alone(tmp_path):
     with placement(_spec(tmp_path / "a", "cuda:X", {}), environ={}, launcher=Launcher("basic", 1),
                    gpus=lambda: ["0", "1"]) as placed:
-        assert set(placed.env) == {launch.LAUNCH_ENV} and placed.fds == ()
-        assert json.loads(placed.env[launch.LAUNCH_ENV])["cells_at_once"] == 1
+        assert set(placed.env) == {launch_record.LAUNCH_ENV} and placed.fds == ()
+        assert json.loads(placed.env[launch_record.LAUNCH_ENV])["cells_at_once"] == 1
 
 
 def test_placement_with_k_cells_per_gpu_flags_them_shared(tmp_path):
     run = {"cache_dir": str(tmp_path), "cells_per_gpu": 2}
     with placement(_spec(tmp_path / "a", "cuda:X", run), environ={}, launcher=Launcher("joblib", 2),
                    gpus=lambda: ["0"], host="h") as placed:
-        info = json.loads(placed.env[launch.LAUNCH_ENV])
+        info = json.loads(placed.env[launch_record.LAUNCH_ENV])
         assert info["gpu"] == "0" and info["gpu_slot"] == 0 and info["gpu_shared"] is True
 
 
@@ -152,7 +153,7 @@ def test_placement_without_any_gpu_to_hand_out_flags_sharing(tmp_path):
     with placement(_spec(tmp_path / "a", "cuda:X", {"cache_dir": str(tmp_path)}), environ={},
                    launcher=Launcher("joblib", 2), gpus=lambda: []) as placed:
         assert "CUDA_VISIBLE_DEVICES" not in placed.env
-        assert json.loads(placed.env[launch.LAUNCH_ENV])["gpu_shared"] is True
+        assert json.loads(placed.env[launch_record.LAUNCH_ENV])["gpu_shared"] is True
 
 
 def test_placement_survives_an_unwritable_lock_folder(tmp_path):
@@ -161,22 +162,22 @@ def test_placement_survives_an_unwritable_lock_folder(tmp_path):
     with placement(_spec(tmp_path / "a", "cuda:X", {"cache_dir": str(tmp_path / "file")}), said.append, environ={},
                    launcher=Launcher("joblib", 2), gpus=lambda: ["0"]) as placed:
         assert "CUDA_VISIBLE_DEVICES" not in placed.env and placed.fds == ()
-        assert json.loads(placed.env[launch.LAUNCH_ENV])["gpu_shared"] is True
+        assert json.loads(placed.env[launch_record.LAUNCH_ENV])["gpu_shared"] is True
     assert len(said) == 1 and "cannot hand out a GPU" in said[0]
 
 
 def test_worker_side_reads_the_block(monkeypatch):
-    monkeypatch.setenv(launch.LAUNCH_ENV, json.dumps({"launcher": "joblib", "cells_at_once": 2}))
-    assert launch.from_env(os.environ) == {"launcher": "joblib", "cells_at_once": 2}
-    monkeypatch.setenv(launch.LAUNCH_ENV, "not json")
-    assert launch.from_env(os.environ) is None
+    monkeypatch.setenv(launch_record.LAUNCH_ENV, json.dumps({"launcher": "joblib", "cells_at_once": 2}))
+    assert launch_record.from_env(os.environ) == {"launcher": "joblib", "cells_at_once": 2}
+    monkeypatch.setenv(launch_record.LAUNCH_ENV, "not json")
+    assert launch_record.from_env(os.environ) is None
 
 
 def test_summary_note_flags_parallel_throughput():
     one = {"environment": {"launch": {"launcher": "basic", "cells_at_once": 1}}}
     two = {"environment": {"launch": {"launcher": "joblib", "cells_at_once": 2, "threads_per_cell": 1}}}
-    assert launch.concurrency_note([one, {}]) is None
-    note = launch.concurrency_note([two, two, one])
+    assert launch_record.concurrency_note([one, {}]) is None
+    note = launch_record.concurrency_note([two, two, one])
     assert note.startswith("2 of 3 cells ran up to 2 at once (joblib, 1 thread(s) per cell)")
     assert "tokens_per_s is not a single-cell figure" in note
 
@@ -207,7 +208,7 @@ def test_slurm_preset_becomes_these_sbatch_lines(tmp_path, monkeypatch):
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf
 
-    from harness.hydra_setup import CONF_DIR, register
+    from harness.config.compose import CONF_DIR, register
 
     srun = tmp_path / "bin" / "srun"
     srun.parent.mkdir()

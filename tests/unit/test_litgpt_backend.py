@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 
 from harness.backends.litgpt import LitGPTBackend, lora_layers, optimizer_steps
-from harness.config import HarnessConfig, LoraConfig, TrainConfig, lora_target_modules
+from harness.config.peft import LoraConfig, lora_target_modules
+from harness.config.schema import HarnessConfig
+from harness.config.train import TrainConfig
 from harness.errors import UnsupportedError
 from harness.seams import CellContext
 
@@ -71,7 +73,7 @@ def test_what_litgpt_cannot_honour_is_unsupported_naming_the_key(tmp_path, overr
 
 def test_runner_collate_pads_right_and_counts_trained_tokens() -> None:
     from harness.frameworks.litgpt_runner import Collate
-    from harness.measure import StepMeter
+    from harness.measure.meters import StepMeter
 
     meter = StepMeter(grad_accum=2, warmup=0)
     collate = Collate(pad_id=0, meter=meter, grad_accum=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.measure import MemoryMeter, StepMeter, host_memory
+from harness.measure.meters import MemoryMeter, StepMeter, host_memory
 
 pytestmark = pytest.mark.unit
 
@@ -105,14 +105,14 @@ def test_spread_is_na_with_fewer_than_eight_measured_steps():
 
 
 def test_new_fields_are_defined():
-    from harness.measure import DEFINITIONS
+    from harness.measure.meters import DEFINITIONS
 
     for key in ("tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "spread_note"):
         assert key in DEFINITIONS and DEFINITIONS[key]
 
 
 def test_step_cv_warn_must_be_positive():
-    from harness.config import RunConfig
+    from harness.config.run import RunConfig
     from harness.errors import ConfigError
 
     assert RunConfig().step_cv_warn == 0.25

@@ -9,14 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from harness import identity, memcap
-from harness.cell import CellPlan, _collect
-from harness.config import HarnessConfig, RunConfig
+from harness.config.run import RunConfig
+from harness.config.schema import HarnessConfig
 from harness.errors import ConfigError
-from harness.identity import cell_id, cell_identity
-from harness.memcap import GIB, MIB, CapBelowContext, Watchdog, apply_cuda_cap, cuda_fraction, tree_rss, watchdog_for
-from harness.records import RECORD_NAME, read_json
-from harness.worker import classify, one_line
+from harness.files import read_json
+from harness.measure import memcap
+from harness.measure.memcap import (
+    GIB,
+    MIB,
+    CapBelowContext,
+    Watchdog,
+    apply_cuda_cap,
+    cuda_fraction,
+    tree_rss,
+    watchdog_for,
+)
+from harness.store import identity
+from harness.store.identity import cell_id, cell_identity
+from harness.store.records import RECORD_NAME
+from harness.sweep.cell import CellPlan, _collect
+from harness.worker.outcome import classify, one_line
 
 pytestmark = pytest.mark.unit
 
@@ -240,7 +252,8 @@ def test_a_sigkill_the_cap_did_not_cause_stays_crashed_and_an_ok_record_says_the
     record = read_json(plan.cell_dir / RECORD_NAME)
     assert record["status"] == "crashed" and "oom" not in record
     # a worker that wrote its own ok record: the parent adds what its watchdog saw
-    from harness.records import new_record, write_json_atomic
+    from harness.files import write_json_atomic
+    from harness.store.records import new_record
 
     write_json_atomic(plan.cell_dir / RECORD_NAME, new_record(plan.cell_id, "ok", plan.config, attempt="a2",
                                                               memory_cap={"gib": 0.3, "mechanism": "host_rss_watchdog"}))
@@ -258,8 +271,9 @@ def test_a_timeout_stays_a_timeout(tmp_path, base):
 
 
 def test_an_evaluation_the_cap_ended_is_oom_and_the_trained_record_stays_ok(tmp_path, base):
-    from harness import store
-    from harness.records import new_record, write_json_atomic
+    from harness.files import write_json_atomic
+    from harness.store import layout as store
+    from harness.store.records import new_record
 
     plan = _plan(tmp_path, base)
     write_json_atomic(plan.cell_dir / RECORD_NAME, new_record(plan.cell_id, "ok", plan.config, attempt="a1"))

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from harness.benchmarks.inputs import ASSETS, file_digest
 from harness.errors import ConfigError
 from harness.judge import mt_bench
 from harness.judge.client import Outcome
-from harness.judge.inputs import ASSETS, file_digest
 
 pytestmark = pytest.mark.unit
 

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.measure import MemoryMeter
-from harness.nvml import GpuMonitor
+from harness.measure.meters import MemoryMeter
+from harness.measure.nvml import GpuMonitor
 
 pytestmark = pytest.mark.unit
 MIB = 1024 * 1024
@@ -74,7 +74,7 @@ def test_missing_energy_counter_and_hidden_pid_are_absent_with_reasons():
 
 
 def test_no_pynvml_degrades_to_absent(monkeypatch):
-    import harness.nvml as nvml
+    import harness.measure.nvml as nvml
 
     def missing():
         raise ImportError("no pynvml")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.oom import cgroup_paths, classify_exit, oom_kill_count
+from harness.measure.oom import cgroup_paths, classify_exit, oom_kill_count
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from harness.plan.calibrate import calibrate, fit, predict_record, prediction_cells, to_point
-from harness.plan.memory import Coefficients
+from harness.plan.setting import Coefficients
 
 pytestmark = pytest.mark.unit
 MODEL = {"name": "tiny-llama", "arch": "llama", "tiny": True, "num_layers": 4, "hidden_size": 256, "num_heads": 4,

@@ -25,18 +25,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import LoraConfig, ModelConfig, PeftConfig, QuantConfig, TrainConfig, lora_target_modules
-from harness.plan.memory import (
-    CPU_HEAP_SCALE,
-    DEFAULTS,
-    FUSED_HEAD_VOCAB,
-    HEAP_TENSOR_MAX,
-    MIB,
-    Cell,
-    Coefficients,
-    _layer_bytes,
-    predict,
-)
+from harness.config.model import ModelConfig
+from harness.config.peft import LoraConfig, PeftConfig, QuantConfig, lora_target_modules
+from harness.config.train import TrainConfig
+from harness.plan.memory import predict
+from harness.plan.setting import CPU_HEAP_SCALE, DEFAULTS, FUSED_HEAD_VOCAB, HEAP_TENSOR_MAX, MIB, Cell, Coefficients
+from harness.plan.terms import _layer_bytes
 
 pytestmark = pytest.mark.unit
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"

@@ -8,11 +8,12 @@ import re
 import pytest
 from plotly.offline import get_plotlyjs
 
-from harness import store
-from harness.hardware import load_catalogue
+from harness.config.hardware import load_catalogue
+from harness.files import write_json_atomic
 from harness.plan.__main__ import main
 from harness.plan.calibrate import prediction_cells
-from harness.records import new_record, write_json_atomic
+from harness.store import layout as store
+from harness.store.records import new_record
 
 pytestmark = pytest.mark.unit
 DONE_WHEN = ["model=llama", "quant=4bit", "lora.r=16", "train.batch_size=4", "train.max_seq_len=2048"]

@@ -7,9 +7,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import LoraConfig, ModelConfig, PeftConfig, QuantConfig, TrainConfig
-from harness.plan.memory import DEFAULTS, MIB, Cell, Coefficients, predict, with_train
-from harness.plan.params import count_params
+from harness.config.hf_names import OPTIMIZERS as TRANSFORMERS_OPTIMIZERS
+from harness.config.model import ModelConfig
+from harness.config.peft import LoraConfig, PeftConfig, QuantConfig
+from harness.config.train import TrainConfig
+from harness.plan.memory import predict, with_train
+from harness.plan.params import count_params, layer_linears
+from harness.plan.setting import DEFAULTS, FOREACH_TEMP, HEAP_TENSOR_MAX, MIB, OPTIMIZERS, Cell, Coefficients, resolve
+from harness.plan.terms import (
+    activation_bytes,
+    adapter_bytes,
+    adapter_param_count,
+    concurrent_gradient_bytes,
+    gradient_bytes,
+    head_bytes,
+    layer_bytes,
+    mask_bytes,
+    optimizer_bytes,
+    resident_bytes,
+    step_temp_bytes,
+    term_bytes,
+    weights_bytes,
+)
 
 pytestmark = pytest.mark.unit
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
@@ -146,3 +165,120 @@ def test_cpu_variant_predicts_host_rss_in_fp32():
 def test_from_record_dict_ignores_unknown_keys():
     cell = Cell.from_dict({"model": {"name": "x", "tiny": True, "future_key": 1}, "train": {"batch_size": 2, "new": 0}})
     assert cell.train.batch_size == 2 and cell.model.name == "x"
+
+
+# -- the terms alone: each one is what it must be, and together they are the prediction --
+
+
+def _grown(cell: Cell, vocab: int) -> Cell:
+    """The same cell with a larger vocabulary: more frozen base parameters (embedding and LM head), same adapter."""
+    model = ModelConfig(**{**cell.model.__dict__, "vocab_size": vocab, "weights": "random"})
+    return Cell(model, cell.peft, cell.lora, cell.quant, cell.train)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora"])
+def test_frozen_weights_carry_no_optimizer_state_and_no_gradient(method):
+    cell = _cell(method=method, quant="4bit")
+    x, grown = resolve(cell), resolve(_grown(cell, 2 * cell.model.vocab_size))
+    n = adapter_param_count(x)
+    assert n > 0 and optimizer_bytes(x) == n * 2 * 4 and gradient_bytes(x) == n * 4  # AdamW: two fp32 states
+    # a larger frozen base weighs more but adds no state and no gradient
+    assert weights_bytes(grown) > weights_bytes(x)
+    assert optimizer_bytes(grown) == optimizer_bytes(x) and gradient_bytes(grown) == gradient_bytes(x)
+    # ... whereas a full fine-tune trains every base parameter: two bf16 states and a bf16 gradient each
+    full = resolve(_cell(method="full"))
+    full_grown = resolve(_grown(_cell(method="full"), 2 * cell.model.vocab_size))
+    added = count_params(full_grown.cell.model).total - count_params(full.cell.model).total
+    assert optimizer_bytes(full_grown) - optimizer_bytes(full) == added * 2 * 2
+    assert gradient_bytes(full_grown) - gradient_bytes(full) == added * 2
+
+
+def test_adapter_term_is_zero_for_a_full_finetune_and_dora_adds_the_magnitudes():
+    full = resolve(_cell(method="full"))
+    assert adapter_param_count(full) == 0 and adapter_bytes(full) == 0
+    assert weights_bytes(full) == count_params(full.cell.model).total * 2  # bf16, the whole base
+    lora, dora = resolve(_cell(method="lora")), resolve(_cell(method="dora"))
+    d_out = sum(lin.d_out for lin in layer_linears(lora.cell.model) if lin.name in lora.modules)
+    assert adapter_bytes(lora) == adapter_param_count(lora) * 4.0  # fp32 adapters
+    assert adapter_bytes(dora) - adapter_bytes(lora) == d_out * lora.cell.model.num_layers * 4.0
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_step_temporaries_only_for_torch_adamw(device):
+    for optimizer in [name for name in OPTIMIZERS if name in TRANSFORMERS_OPTIMIZERS]:  # names the config accepts
+        x = resolve(_cell(method="full", optimizer=optimizer, batch_size=1, max_seq_len=64), device)
+        assert (step_temp_bytes(x) > 0) == (optimizer in FOREACH_TEMP), optimizer
+    sgd = resolve(_cell(method="full", optimizer="sgd"), device)
+    assert optimizer_bytes(sgd) == 0 and step_temp_bytes(sgd) == 0 and gradient_bytes(sgd) > 0
+
+
+def test_full_finetune_gradients_are_not_alive_with_the_activations_unless_accumulated():
+    for method, accum, alive in [("full", 1, False), ("full", 4, True), ("lora", 1, True)]:
+        x = resolve(_cell(method=method, grad_accum=accum))
+        assert concurrent_gradient_bytes(x) == (gradient_bytes(x) if alive else 0.0)
+
+
+def test_resident_pages_are_zero_on_cuda_and_only_heap_sized_tensors_on_cpu():
+    cell = _cell(model="tiny-llama", method="full", gradient_checkpointing=True, batch_size=2, max_seq_len=64)
+    assert resident_bytes(resolve(cell, "cuda")) == 0.0
+    x = resolve(cell, "cpu")
+    m, t = cell.model, 2 * 64
+    assert resident_bytes(x) == m.num_layers * 4 * t * m.hidden_size + mask_bytes(x)  # every checkpoint on the heap
+    # tensors above glibc's mmap threshold are unmapped on free: of a long batch only the id tensors stay resident
+    big = resolve(with_train(cell, batch_size=64, max_seq_len=1024), "cpu")
+    assert 4 * 64 * 1024 * m.hidden_size > HEAP_TENSOR_MAX and 64 * 1024 * 1024 > HEAP_TENSOR_MAX  # checkpoint, 4D mask
+    assert resident_bytes(big) == 24.0 * 64 * 1024
+
+
+def test_masks_are_bool_for_sdpa_and_compute_dtype_for_eager():
+    for attention, per_elem in [("sdpa", 1), ("eager", 2)]:
+        x = resolve(_cell(batch_size=2, max_seq_len=128), attention=attention)
+        assert mask_bytes(x) == 2 * 128 * 128 * per_elem + 24.0 * 2 * 128
+
+
+@pytest.mark.parametrize("head", ["fused", "full"])
+def test_checkpointing_keeps_each_layer_input_and_one_of_recompute_and_head(head):
+    cell = _cell(quant="4bit", gradient_checkpointing=True)
+    x = resolve(cell, head=head)
+    layer, lm_head = layer_bytes(x), head_bytes(x)
+    activations, recompute, head_part = activation_bytes(x, layer, lm_head)
+    m = cell.model
+    assert activations == m.num_layers * 2 * 4 * 2048 * m.hidden_size + mask_bytes(x)
+    assert (recompute, head_part) == ((layer, 0.0) if layer > lm_head else (0.0, lm_head))
+    plain = resolve(with_train(cell, gradient_checkpointing=False), head=head)
+    assert activation_bytes(plain, layer, lm_head) == (m.num_layers * layer + mask_bytes(plain), 0.0, lm_head)
+
+
+def test_head_term_full_logits_and_the_full_finetune_weight_gradient():
+    t = 4 * 2048
+    lora = resolve(_cell(), head="full")
+    m = lora.cell.model
+    assert head_bytes(lora) == 4.0 * t * m.hidden_size + (2 + 12.0) * t * m.vocab_size  # bf16 logits + fp32 loss
+    full = resolve(_cell(method="full"), head="full")
+    assert head_bytes(full) - head_bytes(lora) == 2 * m.vocab_size * m.hidden_size  # the head's weight gradient
+    # fused: an fp32 accumulator plus its cast to bf16 on CUDA; on CPU the weights are fp32, no cast
+    fused = resolve(_cell(method="full")), resolve(_cell())
+    assert head_bytes(fused[0]) - head_bytes(fused[1]) == (4.0 + 2) * m.vocab_size * m.hidden_size
+    cpu = resolve(_cell(method="full"), "cpu"), resolve(_cell(), "cpu")
+    assert head_bytes(cpu[0]) - head_bytes(cpu[1]) == 4.0 * m.vocab_size * m.hidden_size
+
+
+@pytest.mark.parametrize("model,method,quant,train,device,head", CASES)
+def test_terms_add_up_to_the_total_the_prediction_reports(model, method, quant, train, device, head):
+    cell = _cell(model=model, method=method, quant=quant, **train)
+    for coeff in (None, Coefficients(1.7, 300.0)):
+        p = predict(cell, device, head=head, coeff=coeff)
+        c = coeff or DEFAULTS[p.counter]
+        terms = term_bytes(resolve(cell, device, head=head))
+        # each row is its term, MiB
+        assert p.components["weights"] == terms.weights / MIB and p.components["adapter"] == terms.adapter / MIB
+        assert p.components["optimizer"] == terms.optimizer / MIB
+        if p.phase == "forward/backward":
+            peak = terms.fixed + c.act_scale * (terms.activations + terms.recompute + terms.head)
+            peak += terms.concurrent_gradients
+        else:
+            peak = terms.fixed + terms.gradients + terms.step_temp + c.act_scale * terms.resident
+        assert p.total_mib == pytest.approx(peak / MIB + c.overhead_mib, rel=1e-12)
+        assert p.terms == {"fixed": terms.fixed / MIB, "scalable": terms.scalable / MIB,
+                           "concurrent": terms.concurrent_gradients / MIB, "step": terms.step / MIB,
+                           "resident": terms.resident / MIB}

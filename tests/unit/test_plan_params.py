@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import LoraConfig, ModelConfig, lora_target_modules
+from harness.config.model import ModelConfig
+from harness.config.peft import LoraConfig, lora_target_modules
 from harness.plan.params import adapter_params, count_params, layer_linears
 
 pytestmark = pytest.mark.unit

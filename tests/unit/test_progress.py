@@ -13,9 +13,12 @@ from typing import Any, Dict, Optional
 
 import pytest
 
-from harness import cell, progress, store
-from harness.progress import DONE, PROGRESS_NAME, ProgressWriter, StatusLine, finish, format_progress, sweep_progress
-from harness.records import read_json, write_json_atomic
+from harness.files import read_json, write_json_atomic
+from harness.store import layout as store
+from harness.store import progress
+from harness.store.progress import DONE, PROGRESS_NAME, ProgressWriter, finish, sweep_progress
+from harness.sweep import cell, status
+from harness.sweep.status import StatusLine, format_progress
 
 pytestmark = pytest.mark.unit
 
@@ -144,9 +147,9 @@ def test_a_narrow_terminal_drops_the_log_then_the_cell_id(tmp_path):
 
 
 def test_clock_text_and_short_id():
-    assert [progress.clock_text(s) for s in (0, 42.4, 61, 3599.6, 3723, 90000)] == ["0:00", "0:42", "1:01", "1:00:00", "1:02:03", "25:00:00"]
-    assert progress.short_id(A) == "tiny-llama-lora-r8-none-hf-a123…"
-    assert progress.short_id("not-a-hashed-id") == "not-a-hashed-id"
+    assert [status.clock_text(s) for s in (0, 42.4, 61, 3599.6, 3723, 90000)] == ["0:00", "0:42", "1:01", "1:00:00", "1:02:03", "25:00:00"]
+    assert status.short_id(A) == "tiny-llama-lora-r8-none-hf-a123…"
+    assert status.short_id("not-a-hashed-id") == "not-a-hashed-id"
 
 
 # ---- the worker's writer -------------------------------------------------------------------
@@ -246,7 +249,7 @@ def test_the_default_render_reads_the_sweep(tmp_path):
 
 
 def test_the_parent_waits_in_slices_with_the_same_total_timeout(monkeypatch):
-    monkeypatch.setattr(progress, "REDRAW_S", 0.1)
+    monkeypatch.setattr(status, "REDRAW_S", 0.1)
     ticks = []
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:

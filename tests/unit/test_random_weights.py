@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from harness import hub, identity
-from harness.config import HarnessConfig, ModelConfig
+from harness.config.model import ModelConfig
+from harness.config.schema import HarnessConfig
 from harness.errors import ConfigError
-from harness.identity import cell_id, cell_identity
-from harness.main import validate
-from harness.summary import NOTES, notes_for, real_random
+from harness.models import hub
+from harness.report.summary import NOTES, notes_for, real_random
+from harness.store import identity
+from harness.store.identity import cell_id, cell_identity
+from harness.sweep.validate import validate
 from tests.unit.test_config import _compose
 
 pytestmark = pytest.mark.unit
@@ -74,9 +76,9 @@ def test_random_and_pretrained_are_different_cells(monkeypatch):
 
 
 def test_record_and_summary_mark_random_weights():
-    from harness.records import new_record
-    from harness.summary import summary_row
-    from harness.worker import load_config
+    from harness.report.rows import summary_row
+    from harness.store.records import new_record
+    from harness.worker.phases import load_config
 
     config = dataclasses.asdict(HarnessConfig(model=ModelConfig(**SMALL)))
     assert load_config({"config": config}).model.effective_weights() == "random"  # what open_cell records

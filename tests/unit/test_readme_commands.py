@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.hydra_setup import register
-from harness.preflight import check_command_line
+from harness.config.compose import register
+from harness.sweep.preflight import check_command_line
 from tests.readme_blocks import REPO, TINY, bash_commands, console_commands, cpu_blocks
 
 pytestmark = pytest.mark.unit

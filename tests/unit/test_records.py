@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-from harness import records
-from harness.records import load_records, metric_row, new_record, read_json, write_json_atomic
+from harness import files
+from harness.files import read_json, write_json_atomic
+from harness.store.records import load_records, metric_row, new_record
 
 pytestmark = pytest.mark.unit
 
@@ -30,7 +31,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(records.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(OSError):
         write_json_atomic(target, {"status": "failed"})
     assert json.loads(target.read_text()) == {"status": "ok"}

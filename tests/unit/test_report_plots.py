@@ -11,10 +11,11 @@ from typing import Any, Dict, List
 
 import pytest
 
-from harness.records import metric_row, new_record, write_json_atomic
+from harness.files import write_json_atomic
 from harness.report.data import ReportData, load
 from harness.report.html import render, write_html
 from harness.report.plots import figures, label_of, pareto_front, plot_ids
+from harness.store.records import metric_row, new_record
 
 pytestmark = pytest.mark.unit
 ENV = {"device": "cuda", "name": "NVIDIA H100 80GB HBM3", "python": "3.11.7", "git_sha": "abc123",

@@ -10,32 +10,34 @@ from pathlib import Path
 
 import pytest
 
-from harness import identity, store
-from harness.config import HarnessConfig
-from harness.env import library_versions
-from harness.migrate import migrate
-from harness.records import new_record, read_json, write_json_atomic
+from harness import errors, files
+from harness.config.schema import HarnessConfig
+from harness.files import read_json, write_json_atomic
+from harness.store import identity, layout
+from harness.store.environment import library_versions
+from harness.store.migrate import migrate
+from harness.store.records import new_record
 
 pytestmark = pytest.mark.unit
 
 
 def test_paths_that_escape_the_store_are_refused(tmp_path):
-    with pytest.raises(store.StoreError, match="outside"):
-        store.cell_path(tmp_path, "../../evil")
-    with pytest.raises(store.StoreError):
-        store.within(tmp_path / "cells" / ".." / "..", tmp_path)
-    assert store.cell_path(tmp_path, "tiny-llama-lora-r8-none-hf-abc") == tmp_path / "cells" / "tiny-llama-lora-r8-none-hf-abc"
+    with pytest.raises(errors.StoreError, match="outside"):
+        layout.cell_path(tmp_path, "../../evil")
+    with pytest.raises(errors.StoreError):
+        files.within(tmp_path / "cells" / ".." / "..", tmp_path)
+    assert layout.cell_path(tmp_path, "tiny-llama-lora-r8-none-hf-abc") == tmp_path / "cells" / "tiny-llama-lora-r8-none-hf-abc"
 
 
 def test_a_busy_cell_is_skipped_or_waited_for_and_names_its_holder(tmp_path):
     said = []
-    with store.cell_lock(tmp_path / "c", "wait", said.append) as fd:
+    with layout.cell_lock(tmp_path / "c", "wait", said.append) as fd:
         assert fd is not None
         # flock is per open file description: a second open in this process contends like another process would
-        with store.cell_lock(tmp_path / "c", "skip", said.append) as other:
+        with layout.cell_lock(tmp_path / "c", "skip", said.append) as other:
             assert other is None
     assert len(said) == 1 and f"pid {os.getpid()}" in said[0] and "skipped" in said[0]
-    with store.cell_lock(tmp_path / "c", "skip", said.append) as again:  # released: free again
+    with layout.cell_lock(tmp_path / "c", "skip", said.append) as again:  # released: free again
         assert again is not None
 
 
@@ -44,15 +46,15 @@ def test_view_covers_exactly_the_manifest_and_ok_needs_every_evaluation(tmp_path
     sweep.mkdir()
     for cid in ("a", "b", "stale"):
         write_json_atomic(tmp_path / "cells" / cid / "record.json", new_record(cid, "ok", {}))
-    store.write_manifest(sweep, {"0": {"cell_id": "stale", "evals": {}}})
-    store.write_manifest(sweep, {"0": {"cell_id": "a", "evals": {}}, "1": {"cell_id": "b", "evals": {"perplexity": "perplexity-k"}}})
+    layout.write_manifest(sweep, {"0": {"cell_id": "stale", "evals": {}}})
+    layout.write_manifest(sweep, {"0": {"cell_id": "a", "evals": {}}, "1": {"cell_id": "b", "evals": {"perplexity": "perplexity-k"}}})
     assert sorted(p.name for p in sweep.iterdir() if p.is_symlink()) == ["a", "b"]  # the stale link is gone, its cell stays
     assert (tmp_path / "cells" / "stale" / "record.json").exists()
-    views = {v["cell_id"]: v for v in store.load_sweep(sweep)}
+    views = {v["cell_id"]: v for v in layout.load_sweep(sweep)}
     assert views["a"]["status"] == "ok"
     assert views["b"]["status"] == "skipped" and "perplexity not run" in views["b"]["error"]
-    store.write_eval(tmp_path / "cells" / "b", "perplexity-k", {"status": "ok", "rows": [{"evaluator": "perplexity", "metric": "eval_loss", "value": 1.0}]})
-    assert {v["cell_id"]: v for v in store.load_sweep(sweep)}["b"]["metrics"][0]["value"] == 1.0
+    layout.write_eval(tmp_path / "cells" / "b", "perplexity-k", {"status": "ok", "rows": [{"evaluator": "perplexity", "metric": "eval_loss", "value": 1.0}]})
+    assert {v["cell_id"]: v for v in layout.load_sweep(sweep)}["b"]["metrics"][0]["value"] == 1.0
 
 
 def _old_layout(root: Path, data: Path) -> Path:
@@ -75,7 +77,7 @@ def test_migrate_moves_old_cells_into_the_store_under_the_id_a_new_run_computes(
     data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]}\n')
     os.utime(data, (time.time() - 60, time.time() - 60))
     old = _old_layout(tmp_path / "runs", data)
-    assert store.old_layout_cells(old.parent) == [old]
+    assert layout.old_layout_cells(old.parent) == [old]
 
     assert migrate(tmp_path / "runs") == 1
     assert not old.exists()
@@ -83,10 +85,10 @@ def test_migrate_moves_old_cells_into_the_store_under_the_id_a_new_run_computes(
     config = read_json(link / "record.json")["config"]
     expected = identity.cell_id(config, identity.cell_identity(config))
     assert link.name == expected and os.readlink(link) == f"../cells/{expected}"
-    (view,) = store.load_sweep(old.parent)
+    (view,) = layout.load_sweep(old.parent)
     assert view["cell_id"] == expected and view["status"] == "ok"
     assert [r["value"] for r in view["metrics"]] == [2.5]  # the metric rows became a perplexity result
-    assert store.weights_path(tmp_path / "runs" / "cells" / expected, view) is not None
+    assert layout.weights_path(tmp_path / "runs" / "cells" / expected, view) is not None
 
 
 def test_migrate_never_vouches_for_data_edited_after_the_record(tmp_path, monkeypatch):
@@ -97,7 +99,7 @@ def test_migrate_never_vouches_for_data_edited_after_the_record(tmp_path, monkey
     later = time.time() + 60
     os.utime(data, (later, later))
     assert migrate(tmp_path / "runs") == 1
-    (view,) = store.load_sweep(old.parent)
+    (view,) = layout.load_sweep(old.parent)
     assert view["identity"]["data"].startswith("unverified")
     config = view["config"]
     assert view["cell_id"] != identity.cell_id(config, identity.cell_identity(config))

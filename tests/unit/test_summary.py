@@ -6,24 +6,14 @@ import csv
 
 import pytest
 
-from harness import store
-from harness.callbacks import console_table, finish
 from harness.evaluators.baseline import compare
 from harness.evaluators.lmeval import rows_from_results
-from harness.records import metric_row, new_record, write_json_atomic
-from harness.summary import (
-    COLUMNS,
-    NOTES,
-    data_line,
-    lm_eval_cells,
-    lm_eval_headlines,
-    natural_key,
-    notes_for,
-    summarise,
-    summary_row,
-    varied_axes,
-    write_summary,
-)
+from harness.files import write_json_atomic
+from harness.report.rows import COLUMNS, lm_eval_cells, lm_eval_headlines, natural_key, summary_row, varied_axes
+from harness.report.summary import NOTES, data_line, notes_for, summarise, write_summary
+from harness.store import layout as store
+from harness.store.records import metric_row, new_record
+from harness.sweep.callbacks import console_table, finish
 
 pytestmark = pytest.mark.unit
 REQUIRED = (
@@ -215,8 +205,8 @@ def test_console_shows_lm_eval_scores_and_deltas_with_their_stderr(tmp_path):
 
 
 def test_split_seed_not_train_seed_picks_the_validation_set():
+    from harness.config.compose import compose
     from harness.data.prepare import select_examples
-    from harness.hydra_setup import compose
 
     seeds = [compose([f"train.seed={seed}"]) for seed in (1, 2)]
     assert seeds[0].data.split_seed == seeds[1].data.split_seed == 1234
@@ -230,7 +220,7 @@ def test_split_seed_not_train_seed_picks_the_validation_set():
 def test_split_seed_is_in_the_tokenized_cache_key(monkeypatch):
     from dataclasses import replace
 
-    from harness.config import DataConfig
+    from harness.config.data import DataConfig
     from harness.data import cache, prepare
 
     monkeypatch.setattr(cache, "tokenizer_fingerprint", lambda tokenizer: "tok")
@@ -241,7 +231,8 @@ def test_split_seed_is_in_the_tokenized_cache_key(monkeypatch):
 
 
 def test_noisy_throughput_is_flagged_under_the_table_and_its_spread_is_in_the_columns():
-    from harness.summary import COLUMNS, notes_for
+    from harness.report.rows import COLUMNS
+    from harness.report.summary import notes_for
 
     assert {"tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag"} <= set(COLUMNS)
     rows = [{"step_cv": 0.9, "step_cv_flag": True}, {"step_cv": 0.1, "step_cv_flag": False}]

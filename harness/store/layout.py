@@ -1,0 +1,267 @@
+"""The cell store: cells live once under the run root; a sweep folder is a view of some of them.
+
+    run.root/
+      cells/<cell_id>/                  one folder per cell, shared by every sweep that has it
+        cell.json                       the latest attempt's spec: identity, config, attempt id, work
+        record.json                     the training record (status, train, memory, data, environment)
+        evals/<name>-<key>/result.json  one evaluator's result: its own status, metric rows, timings
+        adapter/  (model/)              trained weights, kept so evaluators can run later
+        worker.log  .lock
+      <sweep>/manifest.json             the grid of the command that last ran into this folder
+      <sweep>/<cell_id> -> ../cells/<cell_id>
+      <sweep>/summary.csv  summary.md
+
+A lock per cell (``flock`` on ``.lock``; the kernel drops it when its holder dies, so a
+crash never blocks the next run) makes one process at a time train or evaluate a cell;
+others wait for it or skip it (``run.on_busy``). Light: the parent imports this module.
+
+    python -m harness.store migrate ROOT    # move cells of the old per-sweep layout into the store
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from harness.files import file_lock, read_json, within, write_json_atomic
+from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
+
+CELLS = "cells"
+
+
+MANIFEST = "manifest.json"
+
+
+EVALS = "evals"
+
+
+RESULT = "result.json"
+
+
+LOCK = ".lock"
+
+
+WEIGHTS = {"adapter": "adapter", "full": "model"}
+"""Folder names of kept weights: an adapter, or a whole model (full fine-tune with run.keep_weights)."""
+
+
+def cells_root(run_root: Path) -> Path:
+    """The store's folder of cells under ``run.root``."""
+    return Path(run_root) / CELLS
+
+
+def cell_path(run_root: Path, cell_id: str) -> Path:
+    """The folder of one cell, checked to stay inside the store."""
+    folder = cells_root(run_root) / cell_id
+    within(folder, cells_root(run_root))
+    return folder
+
+
+def eval_dir(cell_dir: Path, key: str) -> Path:
+    """Where one evaluator's result for this cell lives (``key`` from ``identity.eval_keys``)."""
+    return Path(cell_dir) / EVALS / key
+
+
+def read_eval(cell_dir: Path, key: str) -> Optional[Dict[str, Any]]:
+    """The evaluator result stored under ``key``, or None."""
+    return read_json(eval_dir(cell_dir, key) / RESULT)
+
+
+def write_eval(cell_dir: Path, key: str, result: Dict[str, Any]) -> None:
+    """Store one evaluator result atomically."""
+    write_json_atomic(eval_dir(cell_dir, key) / RESULT, result)
+
+
+def weights_path(cell_dir: Path, record: Optional[Dict[str, Any]]) -> Optional[Path]:
+    """The kept weights a trained cell can be evaluated from, or None when it kept none."""
+    saved = ((record or {}).get("artifacts") or {}).get("weights")
+    return Path(cell_dir) / saved if saved and (Path(cell_dir) / saved).is_dir() else None
+
+
+def _holder(lock_file: Path) -> str:
+    info = read_json(lock_file) or {}
+    return f"pid {info.get('pid', '?')} on host {info.get('host', '?')}"
+
+
+@contextmanager
+def cell_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None]) -> Iterator[Optional[int]]:
+    """Hold the cell's lock for the block; yields the lock's file descriptor, or None when skipped.
+
+    A second process that meets a held lock prints one line naming the holder, then waits
+    (``on_busy=wait``) or yields None (``skip``). The descriptor can be handed to the worker
+    (``pass_fds``), so the lock outlives a parent killed while its worker still runs.
+    """
+    Path(cell_dir).mkdir(parents=True, exist_ok=True)
+    lock_file = Path(cell_dir) / LOCK
+    try:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # another user's lock file: flock works on a read-only descriptor too
+        fd = os.open(lock_file, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            busy = f"{Path(cell_dir).name} is busy: {_holder(lock_file)} is training or evaluating it"
+            if on_busy == "skip":
+                say(f"{busy}; skipped (run.on_busy=skip)")
+                yield None
+                return
+            say(f"{busy}; waiting for it (run.on_busy=skip skips busy cells)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+        except OSError:  # read-only descriptor: the holder stays anonymous
+            pass
+        try:
+            yield fd
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_manifest(sweep_dir: Path) -> Optional[Dict[str, Any]]:
+    """The sweep folder's manifest, or None (an old-layout folder, or not a sweep)."""
+    return read_json(Path(sweep_dir) / MANIFEST)
+
+
+def write_manifest(sweep_dir: Path, jobs: Dict[str, Dict[str, Any]]) -> None:
+    """Replace the manifest with this command's grid (job number -> cell id, evals, overrides).
+
+    ``started`` marks the start of this command's run (``update_manifest`` keeps it): the
+    progress line (``harness.store.progress``) counts only what was worked on since.
+    """
+    with file_lock(Path(sweep_dir) / ".manifest.lock"):
+        now = time.time()
+        write_json_atomic(Path(sweep_dir) / MANIFEST, {"version": 1, "started": now, "written": now, "jobs": jobs})
+        refresh_links(sweep_dir, [job["cell_id"] for job in jobs.values()])
+
+
+def update_manifest(sweep_dir: Path, job: str, entry: Dict[str, Any]) -> None:
+    """Set one job's entry (its cell id can change when data is edited during a sweep)."""
+    with file_lock(Path(sweep_dir) / ".manifest.lock"):
+        manifest = read_manifest(sweep_dir) or {"version": 1, "jobs": {}}
+        manifest["jobs"][job] = entry
+        manifest["written"] = time.time()
+        write_json_atomic(Path(sweep_dir) / MANIFEST, manifest)
+        refresh_links(sweep_dir, [job["cell_id"] for job in manifest["jobs"].values()])
+
+
+def refresh_links(sweep_dir: Path, cell_ids: List[str]) -> None:
+    """Link each cell of the grid into the sweep folder; drop links to cells no longer in it.
+
+    Links are relative (``../cells/<id>``), so a run root can be moved or mounted elsewhere.
+    Only links are ever removed: a real folder is never touched.
+    """
+    sweep_dir = Path(sweep_dir)
+    wanted = set(cell_ids)
+    for entry in sweep_dir.iterdir():
+        if entry.is_symlink() and entry.name not in wanted:
+            entry.unlink()
+    for cid in wanted:
+        link = sweep_dir / cid
+        if link.is_symlink() or link.exists():
+            continue
+        link.symlink_to(Path("..") / CELLS / cid, target_is_directory=True)
+
+
+def old_layout_cells(sweep_dir: Path) -> List[Path]:
+    """Cell folders stored inside a sweep folder by the layout before the store (to migrate)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return []
+    return sorted(p.parent for p in sweep_dir.glob(f"*/{CELL_SPEC_NAME}") if not p.parent.is_symlink())
+
+
+def _eval_view(cell_dir: Path, evals: Dict[str, str]) -> tuple[List[Dict[str, Any]], Dict[str, Any], Dict[str, float], List[str]]:
+    """(metric rows, baselines, timings as eval_<name>, problems) of the requested evaluator results."""
+    rows: List[Dict[str, Any]] = []
+    baselines: Dict[str, Any] = {}
+    timings: Dict[str, float] = {}
+    problems: List[str] = []
+    for name, key in evals.items():
+        result = read_eval(cell_dir, key)
+        if result is None:
+            problems.append(f"skipped: eval {name} not run yet")
+        elif result.get("status") != "ok":
+            problems.append(f"{result.get('status')}: eval {name}: {result.get('error')}")
+        else:
+            rows.extend(result.get("rows", []))
+            timings.update(result.get("timings_s", {}))
+            if result.get("baseline"):
+                baselines[name] = result["baseline"]
+    return rows, baselines, timings, problems
+
+
+def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = None) -> Dict[str, Any]:
+    """One cell as the summary reads it: the training record plus the requested evaluations.
+
+    ``status`` is ok only when training and every requested evaluation ended ok; otherwise it
+    is the training status or, after a good training, the first failed evaluation's status.
+    """
+    from harness.store.records import new_record
+
+    record = read_json(Path(cell_dir) / RECORD_NAME)
+    if record is None:
+        return new_record(cell_id or Path(cell_dir).name, "skipped", {}, error="not run: no record yet")
+    view = dict(record)
+    rows, baselines, timings, problems = _eval_view(Path(cell_dir), evals)
+    view["metrics"] = list(record.get("metrics", [])) + rows
+    view["baselines"] = {**record.get("baselines", {}), **baselines}
+    view["timings_s"] = {**record.get("timings_s", {}), **timings}
+    view["evals"] = dict(evals)
+    if record.get("status") == "ok" and problems:
+        status, _, error = problems[0].partition(": ")
+        view["status"], view["error"] = status, error
+    return view
+
+
+def requested(job: Dict[str, Any]) -> Dict[str, str]:
+    """A manifest job's results as the summary reads them: its evaluations, then its judge results (``<name>:judge``)."""
+    judges = {f"{name}:judge": key for name, key in (job.get("judges") or {}).items()}
+    return {**job.get("evals", {}), **judges}
+
+
+def load_sweep(sweep_dir: Path) -> List[Dict[str, Any]]:
+    """The cells of exactly the grid in the sweep's manifest, in job order, each once."""
+    manifest = read_manifest(sweep_dir)
+    if manifest is None:
+        from harness.store.records import load_records
+
+        return load_records(sweep_dir)  # a folder of the old layout, not migrated yet
+    seen, views = set(), []
+    for _, job in sorted(manifest["jobs"].items(), key=lambda item: int(item[0])):
+        if job["cell_id"] in seen:
+            continue
+        seen.add(job["cell_id"])
+        view = cell_view(Path(sweep_dir) / job["cell_id"], requested(job), job["cell_id"])
+        if job.get("frontier") and view.get("status") != "ok":  # ruled out by the OOM frontier: kept in the manifest only
+            from harness.store.layout import skipped_view
+
+            view = skipped_view(job)
+        views.append(view)
+    return views
+
+
+MARK = "frontier"
+"""Manifest key of a job the frontier skipped."""
+
+
+def skipped_view(job: Dict[str, Any]) -> Dict[str, Any]:
+    """A skipped job as the summary and the report read it: status skipped, the inference as its error."""
+    mark = job[MARK]
+    return new_record(job["cell_id"], "skipped", mark.get("config") or {}, error=mark.get("error"),
+                      evals=dict(job.get("evals") or {}), frontier={"inferred_from": mark.get("inferred_from")})
+
+
+def inferred(view: Dict[str, Any]) -> bool:
+    """True for a cell the frontier skipped (its error says so)."""
+    return view.get("status") == "skipped" and str(view.get("error") or "").startswith("does not fit (inferred")

@@ -1,0 +1,157 @@
+"""The Hydra job: validate one grid point, run it as a cell, report one line.
+
+Runs in the parent process and never imports torch. It must never raise: Hydra skips
+its multirun-end callback (the summary) when a job raises, so every outcome of a cell
+becomes a recorded status instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig
+
+from harness.errors import ConfigError, HarnessError
+from harness.sweep.validate import validate
+
+
+@dataclass
+class SweepState:
+    """Outcome counters the entry point turns into an exit code."""
+
+    invalid: int = 0
+    not_ok: int = 0
+    sweep_dir: Optional[Path] = None
+    """The sweep folder of the running command, once known (Ctrl-C summarises it)."""
+
+    def exit_code(self) -> int:
+        """2 for a rejected config, 1 when any cell did not end ok, else 0."""
+        return 2 if self.invalid else (1 if self.not_ok else 0)
+
+
+STATE = SweepState()
+
+
+@dataclass
+class Job:
+    """Where Hydra placed this job: its sweep (or run) folder, number and overrides."""
+
+    sweep_dir: Path
+    num: str
+    overrides: List[str]
+    multirun: bool
+
+
+def _job() -> Job:
+    """This job's folder, number and overrides from Hydra's runtime config."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return Job(Path(hydra_cfg.sweep.dir), str(hydra_cfg.job.num), overrides, True)
+    return Job(Path(hydra_cfg.run.dir), "0", overrides, False)
+
+
+def check_sweep_dir(sweep_dir: Path, run_root: Path) -> None:
+    """A sweep folder sits directly under run.root (its links point to ../cells) and holds no old-layout cells."""
+    from harness.store.layout import CELLS, old_layout_cells
+
+    sweep_dir, root = Path(sweep_dir), Path(run_root)
+    if sweep_dir.resolve().parent != root.resolve() or sweep_dir.name == CELLS:
+        raise ConfigError(f"hydra.sweep.dir={sweep_dir}: a sweep folder must be a folder directly under run.root={root}")
+    old = old_layout_cells(sweep_dir)
+    if old:
+        raise ConfigError(
+            f"{sweep_dir} holds {len(old)} cell folder(s) of the layout before the cell store; "
+            f"move them into the store first: python -m harness.store migrate {root}"
+        )
+
+
+def manifest_entry(plan: Any, overrides: List[str]) -> Dict[str, Any]:
+    """One job's line in the sweep manifest."""
+    entry = {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides}
+    if plan.judges:  # judged after the cells by the parent (harness.judge.run), with these settings
+        entry.update(judges=plan.judges, judge=plan.judge)
+    return entry
+
+
+def _describe(record: Dict[str, Any]) -> str:
+    metrics = {row["metric"]: row["value"] for row in record.get("metrics", []) if row["evaluator"] == "perplexity"}
+    if record["status"] != "ok":
+        return record.get("error") or ""
+    from harness.report.rows import lm_eval_headlines  # light: the summary module never imports torch
+
+    parts = [f"eval_loss {metrics['eval_loss']:.4f}"] if "eval_loss" in metrics else []
+    return "  ".join(parts + lm_eval_headlines(record))
+
+
+def _inferred_oom(job: Job, plan: Any, entry: Dict[str, Any]) -> bool:
+    """Skip the cell when a cell of this run that it needs no less memory than ran out of it (harness.sweep.frontier):
+    the skip goes into the sweep's manifest, never into the cell store; True when skipped."""
+    from harness.store.layout import MARK, read_manifest, update_manifest
+    from harness.sweep.frontier import inferred_skip
+
+    mark = inferred_skip(read_manifest(job.sweep_dir), job.num, plan)
+    if mark is None:
+        return False
+    update_manifest(job.sweep_dir, job.num, {**entry, MARK: mark})
+    print(f"#{job.num} {plan.cell_id}: skipped  {mark['error']}", flush=True)
+    return True
+
+
+def task(cfg: DictConfig) -> None:
+    """Hydra task function: one cell."""
+    from harness.models.hub import hub_problem
+    from harness.store.layout import update_manifest, write_manifest
+    from harness.sweep.cell import plan_cell, run_cell
+
+    try:
+        job = _job()
+        label = f"#{job.num}"
+        try:
+            typed, plain = validate(cfg)
+            check_sweep_dir(job.sweep_dir, Path(typed.run.root))
+        except ConfigError as exc:
+            STATE.invalid += 1
+            print(f"error: {exc}", file=sys.stderr)
+            return
+        STATE.sweep_dir = job.sweep_dir
+        plan = plan_cell(plain, Path(typed.run.root))
+        entry = manifest_entry(plan, job.overrides)
+        # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
+        update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
+        frontier = job.multirun and typed.run.oom_frontier
+        if frontier and _inferred_oom(job, plan, entry):
+            STATE.not_ok += 1
+            return
+        say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
+        record, note = run_cell(
+            plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
+            preflight=lambda: hub_problem(typed.model), sweep_dir=job.sweep_dir,
+        )
+        if frontier:  # what the OOM frontier of the jobs still to come reads (harness.sweep.frontier)
+            from harness.sweep.frontier import ENDED
+
+            update_manifest(job.sweep_dir, job.num, {**entry, ENDED: record["status"]})
+        wall = record.get("timings_s", {}).get("cell_wall")
+        note = note or (f"{wall:.1f} s" if wall else "")
+        print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
+        if record["status"] != "ok":
+            STATE.not_ok += 1
+    except KeyboardInterrupt:
+        raise
+    except HarnessError as exc:
+        STATE.not_ok += 1
+        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # a full or read-only disk under run.root: one line, the sweep goes on
+        STATE.not_ok += 1
+        print(f"error: cannot write {exc.filename or 'under run.root'}: {exc.strerror or exc}", file=sys.stderr)
+    except Exception:  # noqa: BLE001 - a harness bug must not take the sweep down either
+        STATE.not_ok += 1
+        print(f"error: internal error in the harness parent:\n{traceback.format_exc()}", file=sys.stderr)

@@ -1,0 +1,324 @@
+"""Several cells at once through Hydra's launchers: how many run at once, threads per cell, a GPU per cell.
+
+Light (no torch, no launcher imports): ``spawn_worker`` calls ``placement`` in the Hydra job
+that runs a cell -- the parent's process under the basic launcher, a joblib (loky) worker, a
+submitit job, a Ray task -- to decide what the cell's worker process gets in its environment:
+
+- **cells at once** on this machine, from the launcher's own config (``hydra.launcher``):
+  basic 1; joblib ``n_jobs`` (-1 = every core, as joblib counts) capped at the grid's size;
+  submitit_local the whole grid (its local executor starts every job at once); submitit_slurm
+  1 (each job is its own SLURM allocation); ray the cluster's CPUs / ``ray.remote.num_cpus``.
+- **threads per cell** when more than one cell runs at once: ``run.threads_per_cell``, else
+  ``cores // cells at once`` (at least 1; Ray: the task's ``num_cpus``), set as
+  ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` (torch's intra-op threads
+  follow ``OMP_NUM_THREADS``), so n cells on one CPU do not oversubscribe its cores.
+- **a GPU per cell** for a CUDA cell when more than one runs at once: one of the GPUs this
+  process may see (``CUDA_VISIBLE_DEVICES`` as SLURM, Ray or the user set it, else every GPU
+  ``nvidia-smi`` lists), held through a per-GPU lock file (``fcntl.flock``) under
+  ``<run.cache_dir>/gpu-locks/<host>[-slurm<job id>]/`` for the worker's whole life, and handed
+  to the worker as ``CUDA_VISIBLE_DEVICES``. ``run.cells_per_gpu=k`` allows k cells on one GPU
+  (slots are taken GPU by GPU first, so cells share only when every GPU is busy); such cells
+  are flagged ``gpu_shared`` and stay out of planner calibration. A cell that finds every slot
+  held waits for one.
+
+The worker copies what was decided (``HARNESS_LAUNCH``, JSON) into ``record["environment"]["launch"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+from harness.store.launch import LAUNCH_ENV, int_value
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+GPU_LOCKS = "gpu-locks"
+
+
+POLL_S = 0.5
+"""How often a cell that found every GPU slot held tries again."""
+
+
+def cores() -> int:
+    """CPUs this process may run on (affinity mask, so taskset and SLURM bindings count), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Launcher:
+    """What the Hydra launcher of this job implies for one machine."""
+
+    name: str
+    """basic, joblib, submitit_local, submitit_slurm, ray, or the launcher's class name."""
+    at_once: int
+    """Cells of this sweep that may run at the same time on this machine."""
+    settings: Dict[str, Any] = field(default_factory=dict)
+    """The launcher keys that set its parallelism, as given (n_jobs, array_parallelism, num_cpus, ...)."""
+    threads: Optional[int] = None
+    """Threads per cell the launcher already reserved (Ray's num_cpus); None: cores // at_once."""
+
+
+def _name(target: str) -> str:
+    cls = target.rsplit(".", 1)[-1]
+    return {"BasicLauncher": "basic", "JoblibLauncher": "joblib", "LocalLauncher": "submitit_local",
+            "SlurmLauncher": "submitit_slurm", "RayLauncher": "ray"}.get(cls, cls or "unknown")
+
+
+def launcher_of(node: Mapping[str, Any], n_cells: int, ncores: int,
+                ray_cpus: Optional[Callable[[], Optional[float]]] = None) -> Launcher:
+    """The launcher a ``hydra.launcher`` node describes, for a grid of ``n_cells`` on ``ncores`` CPUs."""
+    n_cells = max(1, n_cells)
+    name = _name(str(node.get("_target_") or ""))
+    if name == "joblib":
+        n_jobs = int_value(node.get("n_jobs"))
+        if n_jobs is None or n_jobs == 0:
+            slots = 1
+        elif n_jobs < 0:  # joblib: -1 every CPU, -2 all but one, ...
+            slots = max(1, ncores + 1 + n_jobs)
+        else:
+            slots = n_jobs
+        return Launcher(name, min(slots, n_cells), {"n_jobs": node.get("n_jobs")})
+    if name == "submitit_local":  # submitit's local executor starts every job of the array at once
+        return Launcher(name, n_cells, {"cpus_per_task": node.get("cpus_per_task"), "gpus_per_node": node.get("gpus_per_node")})
+    if name == "submitit_slurm":  # every job its own allocation: one cell per allocation
+        return Launcher(name, 1, {"array_parallelism": node.get("array_parallelism"), "cpus_per_task": node.get("cpus_per_task"),
+                                  "gpus_per_task": node.get("gpus_per_task"), "gpus_per_node": node.get("gpus_per_node")})
+    if name == "ray":
+        remote = (node.get("ray") or {}).get("remote") or {}
+        per_task = float(remote.get("num_cpus") or 1)
+        total = ray_cpus() if ray_cpus is not None else None
+        slots = int(total // per_task) if total else n_cells
+        return Launcher(name, max(1, min(slots, n_cells)), {"num_cpus": remote.get("num_cpus"), "num_gpus": remote.get("num_gpus"),
+                                                            "cluster_cpus": total}, threads=max(1, int(per_task)))
+    return Launcher(name, 1)
+
+
+def _ray_cpus() -> Optional[float]:
+    """The Ray cluster's CPUs, asked from inside a Ray task (None outside Ray or on any failure)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return float(ray.cluster_resources().get("CPU") or 0) or None
+    except Exception:  # noqa: BLE001 - only a hint for the record and the thread count
+        return None
+
+
+def current_launcher(ncores: int) -> Launcher:
+    """The launcher of the running Hydra job (basic when there is no Hydra job, e.g. ``harness.evaluate``)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        from omegaconf import OmegaConf
+
+        if not HydraConfig.initialized():
+            return Launcher("basic", 1)
+        hydra_cfg = HydraConfig.get()
+        node = OmegaConf.to_container(hydra_cfg.launcher, resolve=False) if "launcher" in hydra_cfg else {}
+        n_cells = _grid_size(Path(str(hydra_cfg.sweep.dir))) if hydra_cfg.mode == RunMode.MULTIRUN else 1
+    except Exception:  # noqa: BLE001 - placement must never fail a cell: assume one at a time
+        return Launcher("basic", 1)
+    return launcher_of(node or {}, n_cells, ncores, _ray_cpus)
+
+
+def _grid_size(sweep_dir: Path) -> int:
+    from harness.store.layout import read_manifest
+
+    return max(1, len((read_manifest(sweep_dir) or {}).get("jobs") or {}))
+
+
+def parse_visible(value: Optional[str]) -> Optional[List[str]]:
+    """``CUDA_VISIBLE_DEVICES`` as a list of its entries (indices, GPU-/MIG- UUIDs); None when unset.
+
+    As CUDA reads it: entries up to the first invalid one ("-1" hides every GPU).
+    """
+    if value is None:
+        return None
+    out: List[str] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        out.append(entry)
+    return out
+
+
+def probe_gpus(run: Callable[..., Any] = subprocess.run) -> List[str]:
+    """Indices of this machine's GPUs (``nvidia-smi``, else ``/proc/driver/nvidia/gpus``); empty without any."""
+    try:
+        out = run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        if out.returncode == 0:
+            found = [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()]
+            if found:
+                return found
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return [str(i) for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
+    except OSError:
+        return []
+
+
+def visible_gpus(environ: Mapping[str, str], probe: Callable[[], List[str]] = probe_gpus) -> List[str]:
+    """The GPUs a cell may be given: ``CUDA_VISIBLE_DEVICES`` when set (SLURM, Ray, the user), else every GPU."""
+    listed = parse_visible(environ.get("CUDA_VISIBLE_DEVICES"))
+    return listed if listed is not None else probe()
+
+
+def lock_namespace(environ: Mapping[str, str], host: Optional[str] = None) -> str:
+    """Folder of this machine's GPU locks: the host, and the SLURM job when inside one (another job's
+    ``0`` on the same node is another GPU, its own cgroup's)."""
+    name = host or socket.gethostname() or "localhost"
+    job = environ.get("SLURM_JOB_ID")
+    return _safe(f"{name}-slurm{job}" if job else name)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+@dataclass
+class Lease:
+    """A GPU slot held through its lock file; ``fd`` is inherited by the worker."""
+
+    gpu: str
+    slot: int
+    fd: int
+    path: Path
+    waited_s: float = 0.0
+
+
+def try_lease(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1) -> Optional[Lease]:
+    """The first free slot, GPU by GPU for slot 0, then slot 1, ... (cells share a GPU only when all are busy)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for slot in range(max(1, per_gpu)):
+        for gpu in gpus:
+            path = lock_dir / f"gpu-{_safe(gpu)}.{slot}.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info, 0)
+            return Lease(gpu, slot, fd, path)
+    return None
+
+
+def lease_gpu(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1, *, say: Callable[[str], None] = print,
+              poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic,
+              sleep: Callable[[float], None] = time.sleep) -> Lease:
+    """A free GPU slot, waiting (one line said) while every slot is held by other cells."""
+    started = clock()
+    said = False
+    while True:
+        lease = try_lease(gpus, lock_dir, per_gpu)
+        if lease is not None:
+            lease.waited_s = clock() - started
+            return lease
+        if not said:
+            say(f"waiting for a free GPU: all {len(gpus)} x {per_gpu} slot(s) under {lock_dir} are held by other cells")
+            said = True
+        sleep(poll_s)
+
+
+def release(lease: Optional[Lease]) -> None:
+    """Give a GPU lease back (unlock and close its lock file); None is a no-op."""
+    if lease is None:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.flock(lease.fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(lease.fd)
+
+
+@dataclass
+class Placement:
+    """What one worker gets: environment variables, an inherited lock descriptor, and the record's launch block."""
+
+    env: Dict[str, str] = field(default_factory=dict)
+    fds: tuple = ()
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+def plan_placement(launcher: Launcher, *, device: str, run: Mapping[str, Any], environ: Mapping[str, str], ncores: int,
+                   gpus: Callable[[], List[str]] = lambda: visible_gpus(os.environ)) -> Dict[str, Any]:
+    """The launch block (no side effects): cells at once, threads per cell, whether a GPU is to be leased."""
+    at_once = launcher.at_once
+    threads = int_value(run.get("threads_per_cell"))
+    if threads is None and at_once > 1:
+        threads = launcher.threads or max(1, ncores // at_once)
+    per_gpu = max(1, int_value(run.get("cells_per_gpu")) or 1)
+    cuda = device.startswith("cuda")
+    info: Dict[str, Any] = {
+        "launcher": launcher.name, **{k: v for k, v in launcher.settings.items() if v is not None},
+        "cells_at_once": at_once, "cores": ncores, "threads_per_cell": threads,
+    }
+    if cuda:
+        info["cuda_visible_devices"] = environ.get("CUDA_VISIBLE_DEVICES")
+        info["cells_per_gpu"] = per_gpu
+        # one at a time, or one allocation per job (SLURM): the GPUs are the cell's alone, nothing to hand out
+        info["assign_gpu"] = at_once > 1
+        info["gpu_shared"] = at_once > 1 and per_gpu > 1
+    return info
+
+
+@contextlib.contextmanager
+def placement(cell_dir: Path, say: Callable[[str], None] = print, *, environ: Optional[Mapping[str, str]] = None,
+              launcher: Optional[Launcher] = None, gpus: Optional[Callable[[], List[str]]] = None,
+              host: Optional[str] = None) -> Iterator[Placement]:
+    """Decide the worker's placement from its cell spec (written just before) and the running Hydra job; a GPU
+    slot, when one is leased, is held until the block ends (and by the worker, which inherits its descriptor)."""
+    from harness.files import read_json
+    from harness.store.records import CELL_SPEC_NAME
+
+    environ = os.environ if environ is None else environ
+    spec = read_json(Path(cell_dir) / CELL_SPEC_NAME) or {}
+    config = spec.get("config") or {}
+    run = config.get("run") or {}
+    device = str((spec.get("identity") or {}).get("device") or run.get("device") or "cpu")
+    ncores = cores()
+    launcher = launcher or current_launcher(ncores)
+    info = plan_placement(launcher, device=device, run=run, environ=environ, ncores=ncores)
+    out = Placement(info=info)
+    if info.get("threads_per_cell"):
+        out.env.update({var: str(info["threads_per_cell"]) for var in THREAD_VARS})
+    lease: Optional[Lease] = None
+    try:
+        if info.pop("assign_gpu", False):
+            found = (gpus or (lambda: visible_gpus(environ)))()
+            if found:
+                cache = Path(os.path.expanduser(str(run.get("cache_dir") or run.get("root") or "runs")))
+                folder = cache / GPU_LOCKS / lock_namespace(environ, host)
+                try:
+                    lease = lease_gpu(found, folder, info["cells_per_gpu"], say=say)
+                except OSError as exc:  # an unwritable cache: the cell still runs, on whatever GPU it sees
+                    say(f"cannot hand out a GPU (lock files under {folder}: {exc.strerror or exc}); "
+                        "this cell sees every visible GPU")
+            if lease is not None:
+                out.env["CUDA_VISIBLE_DEVICES"] = lease.gpu
+                out.fds = (lease.fd,)
+                info.update(gpu=lease.gpu, gpu_slot=lease.slot, gpu_wait_s=round(lease.waited_s, 3))
+            else:  # nothing to hand out: every cell sees the same device(s)
+                info.update(gpu=None, gpu_shared=True)
+        out.env[LAUNCH_ENV] = json.dumps(info, sort_keys=True)
+        yield out
+    finally:
+        release(lease)
