@@ -25,6 +25,10 @@ class HarnessError(Exception):
     """Base class: the message is shown to the user as is, without a traceback."""
 
 
+class StoreError(HarnessError):
+    """A store path or layout problem; one line."""
+
+
 class ConfigError(HarnessError):
     """An invalid configuration value; the message names the command-line key."""
 
@@ -55,6 +59,3 @@ def run_cli(body: Callable[[], int]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-class StoreError(HarnessError):
-    """A store path or layout problem; one line."""

@@ -49,12 +49,8 @@ def _read_umask() -> int:
 
 UMASK = _read_umask()
 """The umask at import, read once: what ``FILE_MODE`` and ``DIR_MODE`` honour."""
-
-
 FILE_MODE = 0o666 & ~UMASK
 """Mode of files the harness writes: what ``open()`` would give (mkstemp would give 0600)."""
-
-
 DIR_MODE = 0o777 & ~UMASK
 """Mode of folders the harness creates: what ``mkdir`` would give (mkdtemp would give 0700)."""
 

@@ -24,15 +24,11 @@ GENERATION_INPUTS: Dict[str, Dict[str, Optional[str]]] = {
     "domain": {"path": None},
 }
 """evaluator -> {block key of an input file: shipped asset used when the key is null (None = no file then)}."""
-
-
 JUDGE_ONLY: Dict[str, Tuple[str, ...]] = {
     "mt_bench": ("references", "judge_prompts"),
     "alpaca_eval": ("judge_prompt", "difficulty"),
 }
 """Block keys that only the judge reads: left out of the generation result's key."""
-
-
 ALPACA_HUB_ID = "hub:tatsu-lab/alpaca_eval/alpaca_eval_gpt4_baseline.json"
 
 

@@ -20,8 +20,6 @@ from hydra_plugins.harness_searchpath.harness_searchpath import SWEEPS_DIR
 from hydra_plugins.harness_sweeper.harness_sweeper import ValidatingSweeperConf
 
 RUN_ONLY_PREFIXES = ("run.", "+run.", "++run.", "hydra.")
-
-
 SWEEP_NAME_MAX = 80
 
 

@@ -19,11 +19,7 @@ from harness.config.keys import schema_at, schema_fields, unknown_key_message
 # What composing a config can raise. AssertionError and ValueError included: setting a key
 # inside a block that is null (eval.lm_eval when lm_eval is off) fails with a bare assert.
 COMPOSITION_ERRORS = (HydraException, OmegaConfBaseException, AssertionError, ValueError)
-
-
 APPEND_EXISTING = re.compile(r"Could not append to config\. An item is already at '([^']+)'")
-
-
 TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 

@@ -14,8 +14,6 @@ from harness.config.names import require
 from harness.errors import ConfigError
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 KEY_LIKE = re.compile(r"^(sk-|sk_|Bearer |ghp_|hf_)|^[A-Za-z0-9_\-]{40,}$")
 """Values that look like an API key rather than the name of the variable holding one."""
 

@@ -44,11 +44,7 @@ ARCH_LINEAR_MODULES: Dict[str, Dict[str, List[str]]] = {
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 WEIGHTS = ("pretrained", "random")
-
-
 MODEL_SHAPE_KEYS = ("arch", "num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "intermediate_size",
                     "vocab_size", "tie_embeddings", "max_position_embeddings")
 """The ModelConfig keys that give a model its shape (the numbers a pretrained checkpoint fixes)."""

@@ -12,11 +12,7 @@ from harness.config.names import (
 )
 
 LORA_TARGET_PRESETS = ("attention", "all-linear")
-
-
 PEFT_METHODS = ("lora", "dora", "full")
-
-
 QUANT_MODES = ("none", "8bit", "4bit")
 
 

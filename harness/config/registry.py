@@ -70,13 +70,16 @@ def load(key: str, name: str, table: Dict[str, str]) -> Any:
 def check_evaluator_config(name: str, block: Any, cache_dir: str) -> None:
     """Run the parent-side check registered for evaluator ``name`` on its block, if there is one."""
     target = EVALUATOR_CHECKS.get(name)
-    if target is None:
-        return
-    module_name, _, attr = target.partition(":")
-    getattr(importlib.import_module(module_name), attr)(block, cache_dir)
+    if target is not None:
+        _check_function(target)(block, cache_dir)
 
 
 def check_judge(settings: Dict[str, Any]) -> None:
     """Run the judge's parent-side check of ``eval.judge`` (``JUDGE_CHECK``) on its settings."""
-    module_name, _, attr = JUDGE_CHECK.partition(":")
-    getattr(importlib.import_module(module_name), attr)(settings)
+    _check_function(JUDGE_CHECK)(settings)
+
+
+def _check_function(target: str) -> Any:
+    """The function a ``module:function`` check target names (imported only when a check runs)."""
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -159,7 +159,7 @@ def _assumptions(x: Setting, terms: TermBytes, scale: float) -> List[str]:
 def _param_counts(x: Setting) -> Dict[str, int]:
     """total, trainable, adapter and frozen parameter counts (as ``Prediction.params`` lists them)."""
     total = count_params(x.cell.model).total
-    frozen = total - (0 if x.adapter else total)
+    frozen = total if x.adapter else 0
     return {"total": total, "trainable": trainable_param_count(x), "adapter": adapter_param_count(x), "frozen": frozen}
 
 

@@ -11,34 +11,19 @@ from harness.config.peft import LoraConfig, PeftConfig, QuantConfig, lora_target
 from harness.config.train import TrainConfig
 
 MIB = 1024 * 1024
-
-
 COUNTERS = ("cuda_peak_allocated", "host_peak_rss")
 """What a prediction predicts: torch's peak allocated bytes on CUDA, or the worker's peak RSS on CPU."""
-
-
 CUDA_CONTEXT_MIB = 500.0
 """CUDA context, cuBLAS/cuDNN handles and kernels: device memory torch's allocator does not count (typ. 0.3-0.6 GiB)."""
-
-
 RESERVED_SLACK = 0.08
 """Caching-allocator slack: reserved exceeds allocated by this fraction (typ. 5-15 %)."""
-
-
 FUSED_HEAD_TOKENS = 4096
-
-
 FUSED_HEAD_VOCAB = 32768
 """trl's fused LM head tile: TOKEN_CHUNK_SIZE x _CHUNKED_LOGPROB_CHUNK_SIZE (trl/kernels/chunked_logprob.py)."""
-
-
 GEMMA2_SOFTCAP = {"gemma2"}
 """Families whose eager attention applies tanh logit soft-capping (one more saved s² tensor)."""
-
-
 EAGER_BY_DEFAULT = {"gemma2"}
 """Families transformers runs with eager attention by default (the rest use SDPA)."""
-
 
 # optimizer name -> (states per trainable parameter, bytes per state; None = the parameter's own bytes)
 OPTIMIZERS: Dict[str, tuple] = {
@@ -47,20 +32,14 @@ OPTIMIZERS: Dict[str, tuple] = {
     "paged_adamw_8bit": (2, 1), "lion_32bit": (1, 4), "paged_lion_32bit": (1, 4), "lion_8bit": (1, 1),
     "paged_lion_8bit": (1, 1), "sgd": (0, None), "adagrad": (1, None), "rmsprop": (1, None), "adafactor": (0, None),
 }
-
-
 FOREACH_TEMP = {"adamw_torch", "adamw_hf", "adamw"}
 """torch's AdamW, whose step allocates temporaries: on CUDA (foreach) one copy of a state for all parameters at once;
 on CPU, where torch defaults to the single-tensor loop, two per parameter (see SINGLE_TENSOR_TEMPS)."""
-
-
 SINGLE_TENSOR_TEMPS = 2
 """Parameter-sized temporaries of torch's single-tensor AdamW step (CPU default: foreach is for CUDA tensors only):
 ``denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)`` holds the sqrt and the quotient at once, one
 parameter at a time, so the step peaks at two copies of the largest trainable parameter (measured, Qwen2.5-0.5B full
 fine-tune on CPU: +1,039 MiB = 2 x its tied 151936 x 896 fp32 embedding, over the gradients)."""
-
-
 CPU_HEAD_TEMP_BYTES = 29.0
 """Bytes per tile element, besides the tile itself, that trl's torch fallback (no Triton: CPU) of the fused LM head's
 backward holds at its peak (``_backward_tile``): seven fp32 tensors (the scaled tile, z, log_p, p, grad, the one-hot
@@ -82,8 +61,6 @@ HEAP_TENSOR_MAX = 32 * MIB
 """glibc's largest dynamic mmap threshold on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX): a freed block up to this size raises
 the threshold to its size, so after the first such free every smaller tensor comes from the heap, whose freed pages stay
 resident (returned to the OS only from the heap's top); larger tensors are mmapped and unmapped on free."""
-
-
 CPU_HEAP_SCALE = 1.4
 """Default act_scale for host RSS, an allocator factor, not a tensor count: glibc's heap (2.36 here) keeps about
 1.4 x the activation and head bytes resident at the peak, the temporaries freed between the saved tensors leaving
@@ -92,7 +69,6 @@ reports/ and 5 of a CPU rehearsal of the GPU check: fitted act_scale 1.40, overh
 with a plain torch loop at Qwen2.5-0.5B widths (LoRA, glibc's in-use bytes sampled every 2 ms): the in-use peak
 over the step's start matches the analytic activation + head terms within 3 % (1,253 vs 1,255 MiB at b4 x 66, 288
 vs 295 at b1 x 62), and RSS adds 0.37 x (b4) and 0.59 x (b1) of that on top of its own baseline."""
-
 
 DEFAULTS = {
     # cuBLAS workspaces and small framework buffers allocated through torch's allocator

@@ -24,15 +24,9 @@ COLUMNS = [
     "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "mfu", "train_loss", "first_step_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
     "examples", "trained_tokens", "wall_s", "error",
 ]
-
-
 SPREAD = ("tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag")
 """Per-step throughput quartiles and step-time CV (record train block; n/a, i.e. empty, under 8 measured steps)."""
-
-
 TRAIN_LOSS_WINDOW = 5
-
-
 DEFINITIONS = {
     "axes (leading columns)": "the config keys whose values differ across the sweep's cells (model, lora_r, train.seed, ...); rows are sorted by them",
     "weights": "random (a tiny model, or model.weights=random: the real architecture with random weights; memory and speed "
@@ -122,8 +116,6 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
 
 PRIMARY_METRICS = ("acc_norm", "acc", "exact_match", "f1")
 """Which lm-eval metric a summary column shows, in order of preference (leaderboard practice)."""
-
-
 LOCAL_MMLU = "mmlu_local_"
 """Label prefix of a task scored from a local MMLU folder (its rows carry ``mmlu_dir``)."""
 
@@ -197,21 +189,13 @@ def columns_for(rows: List[Dict[str, Any]], axes: Iterable[str] = ()) -> List[st
 
 NOT_AXES = ("run", "eval", "report", "logger")
 """Config blocks that never make a cell differ (how it runs; what scores it)."""
-
-
 RUN_AXES = ("memory_cap_gib",)
 """The run keys that do make a cell differ (part of a cell's identity when set: an emulated smaller device)."""
-
-
 GROUP_NAMES = {"model": "model.name", "quant": "quant.mode", "peft": "peft.method", "framework": "framework.name", "data": "data.name"}
 """Config group -> the key that names its choice; when that key varies, it stands for the whole block."""
-
-
 AXIS_COLUMNS = {"model.name": "model", "quant.mode": "quant", "peft.method": "peft", "framework.name": "framework",
                 "lora.r": "lora_r", "data.name": "data", "run.memory_cap_gib": "memory_cap_gib"}
 """Axis key -> the summary column that shows it (the rest are shown under their dotted key)."""
-
-
 _MISSING = object()
 
 

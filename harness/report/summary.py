@@ -4,12 +4,8 @@ Reads exactly the cells in the manifest of the sweep folder it is given (see har
 each as its training record plus the evaluations that command asked for. Stays free of heavy imports:
 it runs in the Hydra parent at the end of every sweep.
 
-Besides the rows (``summarise``):
+The rows and the axes they are sorted by come from ``harness.report.rows``; this module adds (``summarise``):
 
-- the axes: the config keys whose values differ across the grid's cells (``model``,
-  ``lora_r``, ``train.seed``, ...), found in the records' resolved configs and ordered as
-  the command named them (manifest overrides), seeds last; they lead every table and
-  the rows are sorted by them in natural order (r8 before r16);
 - one ``data:`` line per distinct data set the cells trained on (records, kept, split,
   what each filter dropped);
 - notes: caveats that change how the numbers read (random-weight models, CPU cells,
@@ -54,8 +50,6 @@ FILTER_WORDS = {
     "exact_duplicate": "exact duplicates", "near_duplicate": "near duplicates", "placeholder": "placeholders",
     "min_assistant_tokens": "under filters.min_assistant_tokens",
 }
-
-
 TOKENIZE_WORDS = {
     "dropped_overlong": "over train.max_seq_len", "dropped_no_trainable_tokens": "with no trainable token left",
     "dropped_template_error": "chat-template errors",

@@ -33,20 +33,10 @@ from harness.files import file_lock, read_json, within, write_json_atomic
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 
 CELLS = "cells"
-
-
 MANIFEST = "manifest.json"
-
-
 EVALS = "evals"
-
-
 RESULT = "result.json"
-
-
 LOCK = ".lock"
-
-
 WEIGHTS = {"adapter": "adapter", "full": "model"}
 """Folder names of kept weights: an adapter, or a whole model (full fine-tune with run.keep_weights)."""
 

@@ -1,6 +1,7 @@
 """Progress of a sweep, from files on disk: what the worker is doing, what is done, what is left.
 
-Three parts, all light (no torch; the parent imports this module):
+Two parts here, both light (no torch; the parent imports this module), and the drawing in
+``harness.sweep.status``:
 
 - ``ProgressWriter`` -- the worker's side. It keeps ``<cell>/progress.json`` up to date: at
   each phase change (``start``, ``data``, ``load``, ``baseline``, ``train``, ``eval:<name>``,
@@ -9,14 +10,13 @@ Three parts, all light (no torch; the parent imports this module):
   but not fsynced: the file only reports, and an fsync would cost the training it measures.
   ``finish`` is the parent's last word once the worker is gone (also after a crash): phase
   ``done`` and the cell's wall time as the parent saw it.
-- ``sweep_progress`` / ``format_progress`` -- pure reading: from a sweep folder's manifest and
+- ``sweep_progress`` -- pure reading: from a sweep folder's manifest and
   its cells' ``cell.json``, ``record.json``, evaluation results and ``progress.json``, the
   counts (done ok / failed / running / left), the running cell's phase, step and loss, and an
   ETA (median wall time of the cells finished in this run x cells left). Nothing here relies on
   the parent's memory, so any launcher -- or another terminal -- can draw the same line.
-- ``StatusLine`` -- the parent's drawing while a worker runs: on a terminal one line redrawn
-  in place (``\\r`` + clear to end of line) and cleared before other output; elsewhere (a log
-  file, CI) a status line through ``say`` at most every ``NON_TTY_EVERY_S``.
+- ``harness.sweep.status`` (``format_progress``, ``StatusLine``) -- the parent's drawing of it while a
+  worker runs.
 
 Which cells belong to "this run": the manifest's ``started`` (set when the command wrote
 its grid). A cell whose ``cell.json`` (written by the parent as each attempt starts) is newer
@@ -36,19 +36,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from harness.files import read_json, write_json_atomic
-from harness.store import layout as store
+from harness.store import layout
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME
 
 PROGRESS_NAME = "progress.json"
-
-
 LOG_NAME = "worker.log"
 """The worker's log in the cell folder (the same name as ``harness.sweep.cell.LOG_NAME``)."""
 
 
 DONE = "done"
-
-
 WRITE_EVERY_S = 1.0
 """Least time between two step updates of progress.json (phase changes are written at once)."""
 
@@ -207,7 +203,7 @@ def _status(cell_dir: Path, evals: Dict[str, str], files: Files) -> Optional[str
     if record.get("status") != "ok":
         return str(record.get("status") or "failed")
     for key in evals.values():
-        result = files.json(store.eval_dir(cell_dir, key) / store.RESULT)
+        result = files.json(layout.eval_dir(cell_dir, key) / layout.RESULT)
         if result is None:
             return "skipped"  # not evaluated yet
         if result.get("status") != "ok":
@@ -224,7 +220,7 @@ def sweep_progress(sweep_dir: Path, *, now: Optional[float] = None, files: Optio
     files = files or Files()
     now = time.time() if now is None else now
     sweep_dir = Path(sweep_dir)
-    manifest = files.json(sweep_dir / store.MANIFEST)
+    manifest = files.json(sweep_dir / layout.MANIFEST)
     if manifest is None:
         return None
     since = _number(manifest.get("started", manifest.get("written"))) or 0.0
@@ -248,7 +244,7 @@ def sweep_progress(sweep_dir: Path, *, now: Optional[float] = None, files: Optio
             started = _number((ours or {}).get("started")) or spec_at
             out.running.append(RunningCell(
                 cell_id=cid,
-                log=store.cells_root(sweep_dir.parent) / cid / LOG_NAME,
+                log=layout.cells_root(sweep_dir.parent) / cid / LOG_NAME,
                 phase=str(ours.get("phase")) if ours else "starting",
                 step=(ours or {}).get("step"),
                 max_steps=(ours or {}).get("max_steps"),

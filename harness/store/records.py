@@ -15,11 +15,7 @@ from harness import SCHEMA_VERSION
 from harness.files import read_json
 
 RECORD_NAME = "record.json"
-
-
 CELL_SPEC_NAME = "cell.json"
-
-
 STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "diverged", "invalid", "skipped", "unsupported")
 """ok: trained (and, for an evaluator result, scored) with finite numbers. failed: an exception
 (traceback kept). oom: out of device or host memory (an allocator error, or the kernel's OOM

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from harness.files import read_json, write_json_atomic
-from harness.store import layout as store
-from harness.store import progress
+from harness.store import layout, progress
 from harness.store.identity import cell_id, cell_identity, eval_keys
 from harness.store.launch import SPAWN_TIME_ENV
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
@@ -57,7 +56,7 @@ def plan_cell(config: Dict[str, Any], run_root: Path) -> CellPlan:
     identity = cell_identity(config)
     cid = cell_id(config, identity)
     evals = eval_keys(config)
-    return CellPlan(cid, identity, config, evals, store.cell_path(run_root, cid), judge_keys(config, evals), judge_settings(config))
+    return CellPlan(cid, identity, config, evals, layout.cell_path(run_root, cid), judge_keys(config, evals), judge_settings(config))
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
@@ -151,7 +150,7 @@ def _todo(plan: CellPlan, trained: bool) -> Dict[str, str]:
     """The requested evaluations that have no ok result (all of them when the cell trains again)."""
     if not trained:
         return dict(plan.evals)
-    return {name: key for name, key in plan.evals.items() if (store.read_eval(plan.cell_dir, key) or {}).get("status") != "ok"}
+    return {name: key for name, key in plan.evals.items() if (layout.read_eval(plan.cell_dir, key) or {}).get("status") != "ok"}
 
 
 def _exit_status(code: Optional[int], timed_out: bool, timeout_s: float, oom: Tuple[Optional[int], Optional[int]]) -> Tuple[str, str]:
@@ -181,9 +180,9 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
     if record is None or record.get("status") != "ok":
         return  # evaluations run only on a cell that trained ok
     for name, key in todo.items():
-        result = store.read_eval(plan.cell_dir, key)
+        result = layout.read_eval(plan.cell_dir, key)
         if result is None or result.get("attempt") != attempt:
-            store.write_eval(plan.cell_dir, key, {"evaluator": name, "key": key, "status": status, "error": error,
+            layout.write_eval(plan.cell_dir, key, {"evaluator": name, "key": key, "status": status, "error": error,
                                                   "attempt": attempt, "rows": [], "log_tail": tail})
 
 
@@ -226,31 +225,31 @@ def run_cell(
     ``sweep_dir``: the sweep this cell belongs to, whose progress line is drawn while the
     worker runs (``harness.store.progress``); none without it.
     """
-    with store.cell_lock(plan.cell_dir, on_busy, say) as lock_fd:
+    with layout.cell_lock(plan.cell_dir, on_busy, say) as lock_fd:
         if lock_fd is None:
-            view = store.cell_view(plan.cell_dir, plan.evals, plan.cell_id)
+            view = layout.cell_view(plan.cell_dir, plan.evals, plan.cell_id)
             return {**view, "status": "skipped", "error": "busy: another run holds this cell (run.on_busy=skip)"}, "busy"
         record = _record(plan.cell_dir)
         trained = not force and record is not None and record.get("status") == "ok"
         todo = _todo(plan, trained)
         if trained and not todo:
-            return store.cell_view(plan.cell_dir, plan.evals), "reused stored cell (run.force=true reruns)"
+            return layout.cell_view(plan.cell_dir, plan.evals), "reused stored cell (run.force=true reruns)"
         unsupported = env_problem(plan.config.get("framework") or {})
         if unsupported is not None and not trained:  # not a failure: this machine lacks the framework's environment
             record = new_record(plan.cell_id, "unsupported", plan.config, error=unsupported, identity=plan.identity)
             write_json_atomic(plan.cell_dir / RECORD_NAME, record)
-            return store.cell_view(plan.cell_dir, plan.evals), ""
+            return layout.cell_view(plan.cell_dir, plan.evals), ""
         problem = unsupported or (preflight() if preflight is not None else None)
-        if trained and problem is None and store.weights_path(plan.cell_dir, record) is None:
+        if trained and problem is None and layout.weights_path(plan.cell_dir, record) is None:
             problem = (f"cannot evaluate {', '.join(todo)} later: the cell kept no weights (a full fine-tune keeps them "
                        "only with run.keep_weights=true; run.force=true trains it again)")
         if problem is not None:
             if not trained:
                 record = new_record(plan.cell_id, "failed", plan.config, error=problem, identity=plan.identity)
                 write_json_atomic(plan.cell_dir / RECORD_NAME, record)
-            return {**store.cell_view(plan.cell_dir, plan.evals), "status": "failed", "error": problem}, ""
+            return {**layout.cell_view(plan.cell_dir, plan.evals), "status": "failed", "error": problem}, ""
         work = f"evaluating {', '.join(todo)}" if trained else "training"
         say(f"{plan.cell_id}: {work}  (log: {plan.cell_dir / LOG_NAME})")
         _attempt(plan, not trained, todo, timeout_s, lock_fd, sweep_dir, say)
         note = f"evaluated {', '.join(todo)} on the stored cell, no training" if trained else ""
-        return store.cell_view(plan.cell_dir, plan.evals), note
+        return layout.cell_view(plan.cell_dir, plan.evals), note

@@ -19,8 +19,6 @@ from typing import Any, Dict, List
 from harness.errors import ConfigError, run_cli
 
 USAGE = "usage: python -m harness.evaluate SWEEP_DIR eval=[NAME,...] [eval.KEY=VALUE ...] [run.timeout_s=S run.on_busy=wait|skip]"
-
-
 ALLOWED = ("eval", "+eval", "eval.", "+eval.", "run.timeout_s=", "run.on_busy=", "run.cache_dir=")
 
 

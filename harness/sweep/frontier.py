@@ -31,8 +31,6 @@ from harness.store.records import RECORD_NAME
 
 SHAPE_KEYS = (("train", "batch_size"), ("train", "max_seq_len"), ("lora", "r"))
 """The keys that may differ between a cell that ran out of memory and the cells it rules out."""
-
-
 INFERRED = "does not fit (inferred from {cell})"
 """How a skipped cell's error starts (the report draws such cells as "does not fit (inferred)")."""
 

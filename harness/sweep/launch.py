@@ -41,11 +41,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from harness.store.launch import LAUNCH_ENV, int_value
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
 GPU_LOCKS = "gpu-locks"
-
-
 POLL_S = 0.5
 """How often a cell that found every GPU slot held tries again."""
 

@@ -17,8 +17,6 @@ from harness.store.progress import SHARED_FILES, RunningCell, SweepProgress, swe
 
 REDRAW_S = 1.0
 """How often the parent redraws the line on a terminal (its wait on the worker is sliced so)."""
-
-
 NON_TTY_EVERY_S = 30.0
 """Least time between two status lines when stdout is not a terminal."""
 

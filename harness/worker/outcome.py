@@ -16,8 +16,6 @@ _OOM_MESSAGE = re.compile(
     r"|\bCUDA_ERROR_OUT_OF_MEMORY",  # driver API (bitsandbytes, triton)
     re.IGNORECASE,
 )
-
-
 _CHAIN_LIMIT = 16
 
 
