@@ -27,11 +27,17 @@ def harness_env(cache_dir: Path) -> Dict[str, str]:
     return make_env(cache_dir)
 
 
+_SESSION_ENV = dict(os.environ)
+"""The environment as the session started: what in-process imports later add (torch's KMP_*, inductor's cache
+folder) would otherwise give later harness commands another warm template (harness/store/warm.py)."""
+
+
 def make_env(cache_dir: Path) -> Dict[str, str]:
     """The environment ``harness_env`` gives, for fixtures of a wider scope."""
-    env = dict(os.environ)
+    env = dict(_SESSION_ENV)
     env.update(
         HARNESS_CACHE=str(cache_dir),
+        HARNESS_TEMPLATE_IDLE_S="120",  # the session's warm templates exit soon after its last cell
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")])),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",

@@ -50,6 +50,10 @@ def cells(device: str, unsloth: bool) -> List[Dict[str, Any]]:
             grid.append({"name": name, "overrides": [*big, f"quant={quant}", f"train.batch_size={batch}",
                                                      f"train.gradient_checkpointing={str(gc).lower()}"]})
     grid.insert(4, {"name": "full-small-b1", "overrides": [*small, "peft=full", "quant=none", "train.batch_size=1"]})
+    # the first cell again, forked from the warm template (run.worker=warm; auto spawns CUDA cells until this
+    # pair shows the same counters), in a run root of its own so that it trains rather than reuses the cell
+    grid.insert(5, {**grid[0], "name": f"{grid[0]['name']}-warm", "root": "runs-warm",
+                    "overrides": [*grid[0]["overrides"], "run.worker=warm"]})
     if unsloth:
         grid += [{"name": f"unsloth-{c['name']}", "overrides": [*c["overrides"], "framework=unsloth"]} for c in grid[:2]]
     for cell in grid:
@@ -166,7 +170,7 @@ def write_outputs(out: Path, device: str, grid: List[Dict[str, Any]], env: Dict[
              "weights' values); 6 steps, 2 warm-up steps excluded from tokens/s. Predicted = the planner, uncalibrated.",
              "", *HEADER[device]]
     for cell in grid:
-        lines.append(row(cell, record_of(out / "runs" / f"gc-{cell['name']}"), cell.get("prediction", {}), device))
+        lines.append(row(cell, record_of(out / cell.get("root", "runs") / f"gc-{cell['name']}"), cell.get("prediction", {}), device))
     lines += ["", *notes]
     calibration = out / "calibration.txt"
     if calibration.exists():
@@ -215,10 +219,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             notes.append(f"{cell['name']}: not run, {left:.0f} s left of the budget and it needs ~{cell['estimate_s']:.0f} s")
             continue
         print(f"[gpu-check] {cell['name']} (~{cell['estimate_s']:.0f} s, {left:.0f} s left)", flush=True)
-        code = _run([args.python, "-m", "harness", *cell["overrides"], f"run.root={out / 'runs'}",
+        root = out / cell.get("root", "runs")
+        code = _run([args.python, "-m", "harness", *cell["overrides"], f"run.root={root}",
                      f"run.sweep=gc-{cell['name']}"], out / f"{cell['name']}.log", left - 10)
-        record = record_of(out / "runs" / f"gc-{cell['name']}")
+        record = record_of(root / f"gc-{cell['name']}")
         failed += code != 0 and (record or {}).get("status") not in ("oom",)
+        if cell.get("root") and record:  # the warm pair: did it fork, and what did the counters read beside lora-b1
+            peak = (record.get("memory") or {}).get("train_peak") or {}
+            notes.append(f"{cell['name']}: worker {(record.get('environment') or {}).get('worker')}, "
+                         f"{peak.get('counter')} {peak.get('peak_mib')} MiB (compare the row of {grid[0]['name']})")
         write_outputs(out, args.device, grid, env, notes)
     sweeps = [f"--sweeps={p}" for p in sorted((out / "runs").glob("gc-*"))]
     if sweeps:

@@ -50,6 +50,11 @@ class RunConfig:
     threads_per_cell: Optional[int] = None
     """CPU threads of each worker (OMP_NUM_THREADS, MKL_NUM_THREADS, torch) when a launcher runs several cells at
     once; None: the cores // cells at once (at least 1); one cell at a time keeps the environment's (harness/sweep/launch.py)."""
+    worker: str = "auto"
+    """How a cell's worker process starts: spawn (a fresh interpreter that imports the training stack), warm (forked
+    from a template process of this environment that imported it once: harness/sweep/warm.py), or auto: warm for
+    a CPU cell in the harness's own environment, spawn for a CUDA cell (not yet measured warm) and a framework's
+    own environment. Records say which (environment.worker)."""
     cells_per_gpu: int = 1
     """Cells that may share one GPU when a launcher runs several at once; above 1 such cells are flagged gpu_shared
     and stay out of planner calibration (their peaks are not their own)."""
@@ -66,6 +71,7 @@ class RunConfig:
             require(self.sweep.lower() not in RESERVED_SWEEPS, "run.sweep", self.sweep, "is reserved (run.root/cells holds the cell store)")
         check_run_root_name(self.root)
         one_of("run.on_busy", self.on_busy, ("wait", "skip"))
+        one_of("run.worker", self.worker, ("auto", "warm", "spawn"))
         if self.memory_cap_gib is not None:
             cap = self.memory_cap_gib
             require(isinstance(cap, (int, float)) and not isinstance(cap, bool) and 0 < cap < float("inf"),

@@ -96,7 +96,15 @@ def environment(device: str) -> Dict[str, Any]:
         "git_sha": git_sha(),
         **device_info(device),
         **_launch(),
+        "worker": _worker(),
     }
+
+
+def _worker() -> str:
+    """``warm`` (forked from a template) or ``spawn`` (a fresh interpreter): how the worker started."""
+    from harness.store.launch import worker_kind
+
+    return worker_kind()
 
 
 def _launch() -> Dict[str, Any]:

@@ -65,3 +65,11 @@ def concurrency_note(records: Sequence[Mapping[str, Any]]) -> Optional[str]:
 
 
 SPAWN_TIME_ENV = "HARNESS_SPAWN_TIME"
+WORKER_ENV = "HARNESS_WORKER"
+"""How the parent started the worker, ``warm`` (forked from a template, harness.sweep.warm) or ``spawn``; the
+record's ``environment.worker``."""
+
+
+def worker_kind(environ: Mapping[str, str] = os.environ) -> str:
+    """The worker's side: ``warm`` or ``spawn`` (a worker started by hand, without a parent, is a spawn)."""
+    return "warm" if environ.get(WORKER_ENV) == "warm" else "spawn"

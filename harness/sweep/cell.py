@@ -24,13 +24,14 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from harness.files import read_json, write_json_atomic
 from harness.store import layout, progress
 from harness.store.identity import cell_id, cell_identity, eval_keys
-from harness.store.launch import SPAWN_TIME_ENV
+from harness.store.launch import SPAWN_TIME_ENV, WORKER_ENV
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 from harness.store.venvs import env_problem, interpreter
 from harness.sweep import status
 
 LOG_NAME = "worker.log"
 KILL_GRACE_S = 10.0
+_SAID: set = set()
 
 
 @dataclass
@@ -97,13 +98,40 @@ def _wait(proc: subprocess.Popen, timeout_s: float, tick: Optional[Callable[[], 
                 tick()
 
 
+def _start(cell_dir: Path, env: Dict[str, str], fds: Tuple[int, ...], log: Any, python: Path, how: str,
+           say: Callable[[str], None]) -> Tuple[Any, str]:
+    """The worker process, forked from the warm template (``harness.sweep.warm``) or spawned; (process, how)."""
+    if how == "warm":
+        from harness.sweep import warm
+
+        try:
+            return warm.start(cell_dir, {**env, WORKER_ENV: "warm"}, (log.fileno(), *fds), python), "warm"
+        except warm.WarmUnavailable as exc:
+            if str(exc) not in _SAID:  # once per parent: every later cell of this sweep would say the same
+                _SAID.add(str(exc))
+                say(f"{exc}; spawning workers instead (run.worker=spawn always does)")
+    proc = subprocess.Popen(
+        [str(python), "-m", "harness.worker", str(cell_dir)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**env, WORKER_ENV: "spawn"},
+        start_new_session=True,  # own process group: a timeout kills its children too
+        pass_fds=fds,
+    )
+    return proc, "spawn"
+
+
 def spawn_worker(
     cell_dir: Path, timeout_s: float, lock_fd: Optional[int] = None, tick: Optional[Callable[[], None]] = None,
-    python: Optional[Path] = None, watch: Any = None,
+    python: Optional[Path] = None, watch: Any = None, worker: str = "spawn", started: Optional[Dict[str, Any]] = None,
 ) -> Tuple[Optional[int], bool]:
     """Run the worker for ``cell_dir`` with ``python`` (default: this interpreter; a framework's own
     environment otherwise, see harness/store/venvs.py); return (exit code or None, timed out).
 
+    ``worker``: ``warm`` forks it from this environment's template (``harness.sweep.warm``; spawned instead,
+    with a line, when no template can), ``spawn`` starts a fresh interpreter; ``started`` (a dict) is told
+    which it was (``worker``) and whether a template died under the cell (``template_died``).
     The worker inherits the cell's lock, so the cell stays locked until the worker is gone
     even if this parent is killed first. ``tick`` is called about every ``REDRAW_S`` while
     the worker runs (the progress line). ``watch``: a ``harness.measure.memcap.Watchdog`` that watches
@@ -116,17 +144,11 @@ def spawn_worker(
     from harness.sweep.launch import placement
 
     say = lambda line: print(f"{Path(cell_dir).name}: {line}", flush=True)  # noqa: E731
+    started = {} if started is None else started
     with placement(cell_dir, say) as placed, open(cell_dir / LOG_NAME, "ab") as log:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **placed.env, **{SPAWN_TIME_ENV: repr(time.time())})
-        proc = subprocess.Popen(
-            [str(python or sys.executable), "-m", "harness.worker", str(cell_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # own process group: a timeout kills its children too
-            pass_fds=tuple(fd for fd in (lock_fd, *placed.fds) if fd is not None),
-        )
+        fds = tuple(fd for fd in (lock_fd, *placed.fds) if fd is not None)
+        proc, started["worker"] = _start(cell_dir, env, fds, log, Path(python or sys.executable), worker, say)
         if watch is not None:
             watch.start(proc.pid)
         try:
@@ -138,6 +160,7 @@ def spawn_worker(
             _kill_group(proc)
             raise
         finally:
+            started["template_died"] = bool(getattr(proc, "template_died", False))
             if watch is not None:
                 watch.stop()
 
@@ -167,6 +190,8 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
     watch = outcome.get("watch")
     if watch is not None and watch.tripped and not outcome["timed_out"]:  # the memory cap ended it: oom, never crashed
         status, error = "oom", watch.error()
+    elif outcome.get("template_died") and not outcome["timed_out"]:
+        status, error = "crashed", "the warm template this cell was forked from died while it ran (the cell died with it)"
     tail = _log_tail(plan.cell_dir / LOG_NAME)
     if train:
         if not ours:
@@ -191,6 +216,7 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     """Write the spec for one attempt, run its worker (drawing ``sweep_dir``'s progress line), and collect what it left."""
     from harness.measure.memcap import watchdog_for
     from harness.measure.oom import oom_kill_count
+    from harness.sweep.warm import mode as worker_mode
 
     attempt = uuid.uuid4().hex
     if train:  # a stale record must not outlive a rerun
@@ -201,15 +227,19 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     before = oom_kill_count()
     started = time.perf_counter()
     line = status.StatusLine(sweep_dir, say) if sweep_dir is not None else None
-    watch = watchdog_for(plan.config, plan.identity.get("device", "cpu"))  # run.memory_cap_gib on a CPU cell
+    device = str(plan.identity.get("device", "cpu"))
+    watch = watchdog_for(plan.config, device)  # run.memory_cap_gib on a CPU cell
+    python = interpreter(plan.config.get("framework") or {})
+    how = worker_mode(str((plan.config.get("run") or {}).get("worker") or "auto"), device, python)
+    ran: Dict[str, Any] = {}
     try:
         code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,
-                                       python=interpreter(plan.config.get("framework") or {}), watch=watch)
+                                       python=python, watch=watch, worker=how, started=ran)
     finally:
         if line is not None:
             line.clear()
     outcome = {"code": code, "timed_out": timed_out, "timeout_s": timeout_s, "wall": time.perf_counter() - started,
-               "oom": (before, oom_kill_count()), "watch": watch}
+               "oom": (before, oom_kill_count()), "watch": watch, **ran}
     _collect(plan, attempt, train, todo, outcome)
     progress.finish(plan.cell_dir, attempt, outcome["wall"])  # after the record: "done" means settled
 

@@ -118,6 +118,7 @@ def _relative(lls: List[float]) -> List[float]:
     return [ll - lls[0] for ll in lls]
 
 
+@pytest.mark.e2e
 def test_cell_and_baseline_scores_equal_the_lm_eval_command(sweep, cache_dir, tmp_path):
     _, sweep_dir = sweep
     record = next(iter(records(sweep_dir).values()))

@@ -174,6 +174,7 @@ def transformers_server(judged):
         serve.wait(timeout=30)
 
 
+@pytest.mark.e2e
 def test_a_real_local_model_server_as_judge_reports_unparseable_and_fallback(judged, transformers_server) -> None:
     server, env, root, sweep, proc = judged
     url, model = transformers_server

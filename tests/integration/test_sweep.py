@@ -109,11 +109,11 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
 
 
 def test_timeout_becomes_a_status(harness_env, tmp_path):
-    args = ["framework.backend=tests.fault_backend:FaultBackend", "+framework.options.fault=hang", "run.timeout_s=20", *FAST]
+    args = ["framework.backend=tests.fault_backend:FaultBackend", "+framework.options.fault=hang", "run.timeout_s=8", *FAST]
     result = run_harness(args, harness_env, tmp_path)
     assert result.returncode == 1
     (record,) = records(sweep_of(tmp_path)).values()
-    assert record["status"] == "timeout" and "run.timeout_s=20" in record["error"]
+    assert record["status"] == "timeout" and "run.timeout_s=8" in record["error"]
 
 
 def test_invalid_value_fails_before_any_cell(harness_env, tmp_path):

@@ -25,6 +25,8 @@ def test_the_cuda_grid_covers_what_the_gpu_check_promises() -> None:
             "data=synthetic", "eval=[]", "run.device=cuda", "train.gradient_checkpointing=true"} <= set(grid["qlora-b4-gc"])
     assert {"model=llama-1b", "peft=full"} <= set(grid["full-small-b1"])
     assert list(grid)[:2] == ["lora-b1", "qlora-b1"]  # most valuable first: a cut-short run still has the headline cells
+    # the headline cell again, forked warm in a run root of its own (it must train, not reuse lora-b1)
+    assert set(grid["lora-b1-warm"]) == {*grid["lora-b1"], "run.worker=warm"}
     with_unsloth = [cell["name"] for cell in gpu_check.cells("cuda", unsloth=True)]
     assert with_unsloth[-2:] == ["unsloth-lora-b1", "unsloth-qlora-b1"]
     assert all("model=tiny-" in " ".join(cell["overrides"]) for cell in gpu_check.cells("cpu", unsloth=False))
