@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -64,7 +65,11 @@ def cells(device: str, unsloth: bool) -> List[Dict[str, Any]]:
 def _run(command: List[str], log: Path, timeout: float) -> int:
     with log.open("ab") as handle:
         try:
-            return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, timeout=max(1.0, timeout)).returncode
+            # random-weight cells need no hub (the device machine reaches none): offline, imports stay off the
+            # network and the warm pair can fork (README, "Warm cells")
+            env = dict(os.environ, HF_HUB_OFFLINE="1")
+            return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                  timeout=max(1.0, timeout)).returncode
         except subprocess.TimeoutExpired:
             handle.write(f"\n[gpu-check] stopped after {timeout:.0f} s (budget)\n".encode())
             return 124
