@@ -71,14 +71,12 @@ def mode(requested: str, device: str, python: Path) -> str:
 class WarmProcess:
     """A forked cell seen as ``subprocess.Popen``: ``pid``, ``args``, ``returncode``, ``poll``, ``wait``."""
 
-    def __init__(self, sock: socket.socket, channel: Channel, pid: int, args: Sequence[str], template: Dict[str, Any]) -> None:
+    def __init__(self, sock: socket.socket, channel: Channel, pid: int, args: Sequence[str]) -> None:
         self.sock = sock
         self.channel = channel
         self.pid = pid
         self.args = list(args)
         self.returncode: Optional[int] = None
-        self.template = template
-        """The template's pid and key (for the record's environment and for a parent that must explain a crash)."""
         self.template_died = False
         """True when the template died before it told this cell's exit status (the cell died with it)."""
 
@@ -215,7 +213,7 @@ def _start(cell_dir: Path, env: Mapping[str, str], fds: Sequence[int], python: P
             sock.close()
             continue
         if reply is not None and "pid" in reply:
-            return WarmProcess(sock, channel, int(reply["pid"]), args, {"key": key})
+            return WarmProcess(sock, channel, int(reply["pid"]), args)
         sock.close()
         reason = (reply or {}).get("stale") or (reply or {}).get("error") or "the template closed the connection"
     raise WarmUnavailable(f"the warm template would not fork: {reason}")

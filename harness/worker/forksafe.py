@@ -27,7 +27,7 @@ def thread_count() -> int:
 
 
 def quiet() -> Dict[str, Any]:
-    """What proves forking is safe: one thread, CUDA not initialised, no socket but the template's own."""
+    """What proves forking is safe: one thread, CUDA not initialised (with the module count, for the status op)."""
     torch = sys.modules.get("torch")
     cuda = bool(torch is not None and torch.cuda.is_initialized())
     return {"pid": os.getpid(), "threads": thread_count(), "cuda_initialized": cuda,
