@@ -40,8 +40,9 @@ START_S = {"cuda": 40.0, "cpu": 15.0}
 """Per-cell cost besides the steps: worker start, random checkpoint build on first use, load."""
 
 
-def cells(device: str, unsloth: bool) -> List[Dict[str, Any]]:
-    """The grid, most valuable first: (name, overrides)."""
+def cells(device: str, unsloth: bool, gpus: int = 1) -> List[Dict[str, Any]]:
+    """The grid, most valuable first: (name, overrides); ``gpus`` > 1 adds dist=ddp and dist=fsdp cells on two of them
+    (on CPU: a dist=ddp cell of two processes, so the launcher path is tried before a GPU run is spent)."""
     shape = SHAPES[device]
     big, small, seq = shape["big"], shape["small"], shape["seq"]
     grid = []
@@ -57,6 +58,10 @@ def cells(device: str, unsloth: bool) -> List[Dict[str, Any]]:
                     "overrides": [*grid[0]["overrides"], "run.worker=warm"]})
     if unsloth:
         grid += [{"name": f"unsloth-{c['name']}", "overrides": [*c["overrides"], "framework=unsloth"]} for c in grid[:2]]
+    # several ranks per cell, in a root of their own (per-GPU records stay out of the one-GPU calibration)
+    for strategy in ("ddp", "fsdp") if gpus > 1 else ("ddp",) if device == "cpu" else ():
+        grid.append({"name": f"{strategy}2-small-b4", "root": "runs-dist",
+                     "overrides": [*small, "quant=none", "train.batch_size=4", f"dist={strategy}", "dist.processes=2"]})
     for cell in grid:
         cell["overrides"] = [*cell["overrides"], *COMMON, f"train.max_seq_len={seq}", f"run.device={device}"]
     return grid
@@ -200,7 +205,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     unsloth = args.device == "cuda" and (REPO / ".venvs" / "unsloth" / "bin" / "python").exists()
-    grid = cells(args.device, unsloth)
+    from harness.store.identity import visible_gpu_count
+
+    grid = cells(args.device, unsloth, visible_gpu_count() if args.device == "cuda" else 1)
     for cell in grid:
         cell["prediction"] = predict(cell, args.device, args.python)
         cell["estimate_s"] = estimate_s(cell, cell["prediction"], args.device)
@@ -229,7 +236,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                      f"run.sweep=gc-{cell['name']}"], out / f"{cell['name']}.log", left - 10)
         record = record_of(root / f"gc-{cell['name']}")
         failed += code != 0 and (record or {}).get("status") not in ("oom",)
-        if cell.get("root") and record:  # the warm pair: did it fork, and what did the counters read beside lora-b1
+        if cell.get("root") == "runs-dist" and record:  # per rank: the spread is what the row's max hides
+            memory, train = record.get("memory") or {}, record.get("train") or {}
+            notes.append(f"{cell['name']}: {train.get('ranks')} ranks, per-rank peak {memory.get('rank_peak_min_mib')}.."
+                         f"{memory.get('rank_peak_max_mib')} MiB, {train.get('tokens_per_s')} tokens/s global, "
+                         f"{(train.get('trainer_settings') or {}).get('dist')}")
+        elif cell.get("root") and record:  # the warm pair: did it fork, and what did the counters read beside lora-b1
             peak = (record.get("memory") or {}).get("train_peak") or {}
             notes.append(f"{cell['name']}: worker {(record.get('environment') or {}).get('worker')}, "
                          f"{peak.get('counter')} {peak.get('peak_mib')} MiB (compare the row of {grid[0]['name']})")

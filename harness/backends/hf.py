@@ -31,6 +31,13 @@ if TYPE_CHECKING:  # annotations only: this module imports transformers inside f
     from transformers import TrainerCallback
 
 
+def _cuda_index() -> int:
+    """The CUDA device this process trains on: a rank's own (torch.cuda.set_device by harness.worker.rank), else 0."""
+    import torch
+
+    return torch.cuda.current_device()
+
+
 def resolve_dtype(name: str, device: str) -> Any:
     """torch dtype for ``model.dtype``: auto = bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
     import torch
@@ -319,6 +326,9 @@ class HFBackend:
             bnb_4bit_quant_type=quant.quant_type,
             bnb_4bit_use_double_quant=quant.double_quant,
             bnb_4bit_compute_dtype=self.dtype,
+            # FSDP-QLoRA (Answer.AI/HF): 4-bit weights packed in the compute dtype so FSDP can flatten and shard them
+            # with the adapter's; uint8 (the default) otherwise
+            **({"bnb_4bit_quant_storage": self.dtype} if self.cfg.dist.strategy in ("fsdp", "deepspeed") else {}),
         )
 
     def load_model(self, weights: Optional[Path] = None) -> Dict[str, Any]:
@@ -337,7 +347,7 @@ class HFBackend:
             kwargs["use_safetensors"] = True  # unpickling .bin weights can run code; model.allow_pickle opts in
         if quantization is not None:
             kwargs["quantization_config"] = quantization
-            kwargs["device_map"] = {"": self.ctx.device if self.ctx.device == "cpu" else 0}
+            kwargs["device_map"] = {"": self.ctx.device if self.ctx.device == "cpu" else _cuda_index()}
         try:
             source = str(weights) if weights is not None and not self.cfg.adapter() else self._source()
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
@@ -346,7 +356,7 @@ class HFBackend:
                 raise pickle_refused(self.cfg) from exc
             raise hub_error(self.cfg, exc) from exc
         if quantization is None:
-            model = model.to(self.ctx.device)
+            model = model.to(self.ctx.device if self.ctx.device == "cpu" else f"cuda:{_cuda_index()}")
         if self.cfg.adapter() and weights is not None:
             import peft
 
@@ -415,7 +425,15 @@ class HFBackend:
             dataloader_num_workers=0,
             remove_unused_columns=False,
             dataset_kwargs={"skip_prepare_dataset": True},
+            **self._dist_args(),
         )
+
+    def _dist_args(self) -> Dict[str, Any]:
+        """Trainer arguments of ``dist``: accelerate's FSDP or DeepSpeed plugin as transformers builds it (none for one
+        process; DDP needs none beyond torchrun's environment)."""
+        from harness.backends.dist import trainer_args
+
+        return trainer_args(self.cfg, self.model)
 
     def train(self, data: PreparedData, meter: StepMeter) -> Dict[str, Any]:
         """SFTTrainer over the pre-tokenized sets; returns the loss curve and stop reason."""
@@ -457,7 +475,13 @@ class HFBackend:
         }
 
     def _trainer_built(self, trainer: Any) -> None:
-        """Hook: the trainer is built and about to train (a subclass checks or forces what it will use)."""
+        """Hook: the trainer is built and about to train (a subclass checks or forces what it will use).
+
+        A dist cell checks that accelerate set up the strategy it asked for (it falls back to DDP silently)."""
+        if self.cfg.dist.enabled():
+            from harness.backends.dist import check_strategy
+
+            self.trainer_notes["dist"] = check_strategy(self.cfg, trainer)
 
     def model_view(self) -> ModelView:
         """The trained model (adapter applied, not merged) in eval mode."""
@@ -465,14 +489,24 @@ class HFBackend:
         return ModelView(model=self.model, tokenizer=self.tokenizer, device=self.ctx.device, name=self.cfg.model.name)
 
     def save_weights(self, cell_dir: Path) -> Optional[Path]:
-        """Save what evaluating this cell later needs: the adapter, or the whole model with run.keep_weights."""
+        """Save what evaluating this cell later needs: the adapter, or the whole model with run.keep_weights
+        (a dist cell with evaluators keeps it too: its evaluation runs on the saved weights).
+
+        On several ranks every rank calls this: the Trainer gathers sharded weights (a collective) and rank 0 writes."""
+        dist = self.cfg.dist.enabled()
         if self.cfg.adapter():
             folder = cell_dir / "adapter"
-        elif self.cfg.run.keep_weights:
+        elif self.cfg.run.keep_weights or (dist and self.cfg.eval.enabled()):
             folder = cell_dir / "model"
-            self.tokenizer.save_pretrained(folder)
         else:
             return None  # a full fine-tune is the whole model: kept only when asked
-        self.model.save_pretrained(folder)
+        if dist:
+            self.trainer.save_model(str(folder))  # FULL_STATE_DICT under FSDP/ZeRO-3; written by the main process only
+            if not self.trainer.is_world_process_zero():
+                return folder
+        else:
+            self.model.save_pretrained(folder)
+        if not self.cfg.adapter():
+            self.tokenizer.save_pretrained(folder)
         share_tree(folder)  # safetensors writes 0600 whatever the umask; a team shares these folders
         return folder

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.config.data import DataConfig
+from harness.config.dist import DistConfig
 from harness.config.eval import EvalConfig
 from harness.config.model import ModelConfig
 from harness.config.names import require
@@ -32,6 +33,7 @@ class HarnessConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     framework: FrameworkConfig = field(default_factory=FrameworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -52,6 +54,9 @@ class HarnessConfig:
         if uses_adapter:
             lora_target_modules(self.model.arch, self.lora)  # raises on unknown module names
         self.data.check_fits(self.train.max_seq_len)
+        if self.dist.enabled():
+            require(self.framework.backend == "hf" and self.framework.env is None and not self.framework.runner, "dist",
+                    self.dist.strategy, f"framework={self.framework.name} trains in one process; several ranks need framework=hf")
         for name in self.eval.enabled():  # files and caches an evaluator's block points at
             check_evaluator_config(name, getattr(self.eval, name), self.run.cache_dir)
         if any(name in JUDGED for name in self.eval.enabled()):  # a judge that cannot work fails before any training

@@ -48,16 +48,20 @@ def efficiency(
     train_s: Optional[float],
     nvml: Optional[Dict[str, Any]] = None,
     catalogue: Optional[Dict[str, Hardware]] = None,
+    devices: int = 1,
 ) -> Dict[str, Any]:
-    """The record's ``efficiency`` block: FLOPs, MFU, energy, cost and the full-dataset projection."""
+    """The record's ``efficiency`` block: FLOPs, MFU, energy, cost and the full-dataset projection.
+
+    ``devices``: the ranks that trained the cell (``train`` then holds global throughput): MFU is against
+    ``devices`` x the device's peak and the price is that of ``devices`` devices."""
     absent: Dict[str, str] = {}
-    out: Dict[str, Any] = {"absent": absent}
+    out: Dict[str, Any] = {"absent": absent, "devices": devices}
     out.update(_flops(cfg, train))
     hw = _hardware(env, catalogue, absent)
     out["hardware"] = hw.name if hw else None
-    out.update(_mfu(out["achieved_tflops"], hw, absent))
+    out.update(_mfu(out["achieved_tflops"], hw, absent, devices))
     out.update(_energy(nvml, train_s, train.get("all_tokens") or 0, absent))
-    out.update(_money(hw, train_s, train.get("tokens_per_s"), absent))
+    out.update(_money(hw, train_s, train.get("tokens_per_s"), absent, devices))
     out.update(_projection(data, cfg.train.epochs, train.get("all_tokens_per_s"), out["price_usd_per_h"], absent))
     return out
 
@@ -101,10 +105,10 @@ def _hardware(env: Dict[str, Any], catalogue: Optional[Dict[str, Hardware]], abs
     return hw
 
 
-def _mfu(achieved_tflops: Optional[float], hw: Optional[Hardware], absent: Dict[str, str]) -> Dict[str, Any]:
-    """The matched device's bf16 peak and the share of it achieved; why MFU is missing, in ``absent``."""
-    out: Dict[str, Any] = {"peak_tflops": hw.bf16_tflops if hw else None}
-    out["mfu"] = achieved_tflops / hw.bf16_tflops if hw and achieved_tflops else None
+def _mfu(achieved_tflops: Optional[float], hw: Optional[Hardware], absent: Dict[str, str], devices: int = 1) -> Dict[str, Any]:
+    """The bf16 peak of ``devices`` matched devices and the share of it achieved; why MFU is missing, in ``absent``."""
+    out: Dict[str, Any] = {"peak_tflops": hw.bf16_tflops * devices if hw else None}
+    out["mfu"] = achieved_tflops / out["peak_tflops"] if hw and achieved_tflops else None
     if out["mfu"] is None:
         absent.setdefault("mfu", absent.get("hardware", "no measured throughput"))
     return out
@@ -125,10 +129,11 @@ def _energy(
 
 
 def _money(
-    hw: Optional[Hardware], train_s: Optional[float], loss_rate: Optional[float], absent: Dict[str, str]
+    hw: Optional[Hardware], train_s: Optional[float], loss_rate: Optional[float], absent: Dict[str, str], devices: int = 1
 ) -> Dict[str, Any]:
-    """The run's training cost and the steady-state cost of a million loss-bearing tokens; why not, in ``absent``."""
-    price = hw.price_usd_per_h if hw else None
+    """The run's training cost on ``devices`` devices and the steady-state cost of a million loss-bearing tokens;
+    why not, in ``absent``."""
+    price = hw.price_usd_per_h * devices if hw and hw.price_usd_per_h is not None else None
     out: Dict[str, Any] = {"price_usd_per_h": price}
     out["train_cost_usd"] = price * train_s / 3600 if price is not None and train_s else None
     out["usd_per_million_trained_tokens"] = price / 3600 / loss_rate * 1e6 if price is not None and loss_rate else None

@@ -84,17 +84,20 @@ def host_memory() -> Dict[str, Optional[float]]:
 
 
 def cuda_monitor() -> GpuMonitor:
-    """A GpuMonitor for the device torch calls cuda:0, found by UUID (robust to CUDA_VISIBLE_DEVICES)."""
+    """A GpuMonitor for torch's current CUDA device (cuda:0, or a rank's LOCAL_RANK device), found by UUID (robust
+    to CUDA_VISIBLE_DEVICES)."""
     import torch
 
-    uuid = None
+    uuid, current = None, 0
     try:
-        raw = str(torch.cuda.get_device_properties(0).uuid)
+        current = torch.cuda.current_device()
+        raw = str(torch.cuda.get_device_properties(current).uuid)
         uuid = raw if raw.startswith("GPU-") else f"GPU-{raw}"
     except (AttributeError, RuntimeError):
         pass
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    return GpuMonitor(device_index=int(visible) if visible.isdigit() else 0, uuid=uuid)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+    index = visible[current].strip() if current < len(visible) else ""
+    return GpuMonitor(device_index=int(index) if index.isdigit() else current, uuid=uuid)
 
 
 class MemoryMeter:

@@ -20,7 +20,7 @@ from harness.report.quality import quality_cells
 from harness.store.records import CELL_SPEC_NAME
 
 COLUMNS = [
-    "cell", "status", "model", "weights", "device", "framework", "quant", "peft", "lora_r", "trainable_params",
+    "cell", "status", "model", "weights", "device", "gpus", "framework", "quant", "peft", "lora_r", "trainable_params",
     "peak_mem_mib", "mem_counter", "pred_mem_mib", "pred_err_pct", "tokens_per_s", "tokens_per_s_p25", "tokens_per_s_p50", "tokens_per_s_p75", "step_cv", "step_cv_flag", "mfu", "train_loss", "first_step_loss", "eval_loss", "perplexity", "ppl_delta", "seq_ppl",
     "examples", "trained_tokens", "wall_s", "error",
 ]
@@ -32,6 +32,8 @@ DEFINITIONS = {
     "weights": "random (a tiny model, or model.weights=random: the real architecture with random weights; memory and speed "
                "are real, losses and scores only exercise the code path) or pretrained",
     "device": "where the worker trained: cpu or cuda",
+    "gpus": "ranks that trained the cell (dist.processes: GPUs on a CUDA cell, processes on a CPU one; 1 for dist=none); "
+            "peak_mem_mib is then the largest rank's and tokens_per_s the sum over ranks (per GPU: record train.tokens_per_s_per_gpu)",
     "peak_mem_mib": "training peak in MiB by the counter in mem_counter (cuda_peak_allocated: torch peak allocated; host_peak_rss: worker VmHWM reset before training)",
     "pred_mem_mib": "the capacity planner's analytic prediction of the same counter (python -m harness.plan, uncalibrated), at the largest micro-batch the cell built",
     "pred_err_pct": "(pred_mem_mib - peak_mem_mib) / peak_mem_mib x 100",
@@ -76,6 +78,17 @@ def weights_of(record: Dict[str, Any]) -> Optional[str]:
     return None if tiny is None else ("random" if tiny else "pretrained")
 
 
+def gpus_of(record: Dict[str, Any]) -> Optional[int]:
+    """The ranks that trained the cell: the record's count, else its config's (1 for dist=none; None when unknown)."""
+    ranks = (record.get("train") or {}).get("ranks")
+    if ranks:
+        return int(ranks)
+    dist = (record.get("config") or {}).get("dist") or {}
+    if dist.get("strategy", "none") == "none":
+        return 1
+    return dist.get("processes")
+
+
 def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
     """The summary columns for one record (missing figures are None)."""
     config = record.get("config", {})
@@ -88,6 +101,7 @@ def summary_row(record: Dict[str, Any]) -> Dict[str, Any]:
         "model": config.get("model", {}).get("name"),
         "weights": weights_of(record),
         "device": (record.get("environment") or {}).get("device"),
+        "gpus": gpus_of(record),
         "framework": config.get("framework", {}).get("name"),
         "quant": config.get("quant", {}).get("mode"),
         "peft": peft,
@@ -194,7 +208,7 @@ RUN_AXES = ("memory_cap_gib",)
 GROUP_NAMES = {"model": "model.name", "quant": "quant.mode", "peft": "peft.method", "framework": "framework.name", "data": "data.name"}
 """Config group -> the key that names its choice; when that key varies, it stands for the whole block."""
 AXIS_COLUMNS = {"model.name": "model", "quant.mode": "quant", "peft.method": "peft", "framework.name": "framework",
-                "lora.r": "lora_r", "data.name": "data", "run.memory_cap_gib": "memory_cap_gib"}
+                "lora.r": "lora_r", "data.name": "data", "run.memory_cap_gib": "memory_cap_gib", "dist.processes": "gpus"}
 """Axis key -> the summary column that shows it (the rest are shown under their dotted key)."""
 _MISSING = object()
 

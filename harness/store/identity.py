@@ -40,7 +40,8 @@ IDENTITY_VERSION = 2
 
 2: the train/validation/test split follows data.split_seed, no longer train.seed."""
 NOT_IDENTITY = {"run": None, "eval": None, "report": None, "logger": None, "data": {"name": None, "path": None},
-                "framework": {"env": None, "setup": None}}  # where an environment lives is not what it contains
+                "framework": {"env": None, "setup": None},  # where an environment lives is not what it contains
+                "dist": {"port": None}}  # where ranks meet is not what they train
 """Config keys that never change trained weights (None = the whole block)."""
 SAFETENSORS_HEADER_MAX = 1 << 24
 
@@ -82,7 +83,10 @@ def schema_defaults() -> Dict[str, Any]:
 
 
 def canonical_training_config(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The keys of a resolved config that decide the trained weights, defaults left out."""
+    """The keys of a resolved config that decide the trained weights, defaults left out (and the whole ``dist``
+    block of a one-process cell, whose other dist keys change nothing)."""
+    if (config.get("dist") or {}).get("strategy", "none") == "none":
+        config = {key: value for key, value in config.items() if key != "dist"}
     return _without_defaults(_drop(config, NOT_IDENTITY), _drop(schema_defaults(), NOT_IDENTITY))
 
 
@@ -203,6 +207,20 @@ def _visible_gpu_name() -> Optional[str]:
     return lines[0].strip() if lines else None
 
 
+@functools.lru_cache(maxsize=4)
+def visible_gpu_count() -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when set, else nvidia-smi's list (0 without one)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([entry for entry in visible.split(",") if entry.strip()])
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return len(out.stdout.strip().splitlines()) if out.returncode == 0 else 0
+
+
 def device_class(requested: str) -> str:
     """``cpu`` or ``cuda:<device name>``, as the worker will run: auto takes the GPU when one is visible."""
     if requested == "cpu":
@@ -260,7 +278,9 @@ def cell_id(config: Dict[str, Any], identity: Dict[str, Any]) -> str:
     """Readable prefix (model, method, rank, quantization, framework) and a hash of the identity."""
     model, peft, quant = config["model"]["name"], config["peft"]["method"], config["quant"]["mode"]
     rank = f"-r{config['lora']['r']}" if peft in ("lora", "dora") else ""
-    return f"{model}-{peft}{rank}-{quant}-{config['framework']['name']}-{stable_digest(identity, 12)}"
+    dist = config.get("dist") or {}
+    ranks = f"-{dist['strategy']}{dist.get('processes')}" if dist.get("strategy", "none") != "none" else ""
+    return f"{model}-{peft}{rank}-{quant}-{config['framework']['name']}{ranks}-{stable_digest(identity, 12)}"
 
 
 def eval_keys(config: Dict[str, Any]) -> Dict[str, str]:

@@ -35,6 +35,8 @@ def console_table(summary: SweepSummary, not_ok: int) -> str:
     merged = [c for c in scores if f"{c}_se" in scores]  # <task>_<metric> and <task>_delta, each with its stderr
     scores = [c for c in scores if not (c.endswith("_se") and c[:-3] in merged)]
     mixed = ["weights"] if len({row.get("weights") for row in rows}) > 1 and "weights" not in axes else []
+    # cells on several ranks: their memory is the largest rank's, their throughput all ranks' (harness/measure/ranks.py)
+    mixed += ["gpus"] if any((row.get("gpus") or 1) > 1 for row in rows) and "gpus" not in axes else []
     shown = [c for c in SHOWN if c in COLUMNS and c not in axes]
     at = shown.index("wall_s") if "wall_s" in shown else len(shown)
     columns = axes + shown[:2] + mixed + shown[2:at] + scores + shown[at:] + (["error"] if not_ok else [])

@@ -27,7 +27,7 @@ from harness.store.identity import cell_id, cell_identity, eval_keys
 from harness.store.launch import SPAWN_TIME_ENV, WORKER_ENV
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 from harness.store.venvs import env_problem, interpreter
-from harness.sweep import status
+from harness.sweep import dist, status
 
 LOG_NAME = "worker.log"
 KILL_GRACE_S = 10.0
@@ -53,7 +53,9 @@ class CellPlan:
 def plan_cell(config: Dict[str, Any], run_root: Path) -> CellPlan:
     """Identity, id, evaluation keys and store folder of a resolved config."""
     from harness.judge.keys import judge_keys, judge_settings
+    from harness.store.identity import device_class
 
+    config = dist.resolve(config, device_class(config["run"]["device"]))
     identity = cell_identity(config)
     cid = cell_id(config, identity)
     evals = eval_keys(config)
@@ -230,7 +232,7 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     device = str(plan.identity.get("device", "cpu"))
     watch = watchdog_for(plan.config, device)  # run.memory_cap_gib on a CPU cell
     python = interpreter(plan.config.get("framework") or {})
-    how = worker_mode(str((plan.config.get("run") or {}).get("worker") or "auto"), device, python)
+    how = dist.worker_mode(plan.config, worker_mode(str((plan.config.get("run") or {}).get("worker") or "auto"), device, python))
     ran: Dict[str, Any] = {}
     try:
         code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,
@@ -264,7 +266,7 @@ def run_cell(
         todo = _todo(plan, trained)
         if trained and not todo:
             return layout.cell_view(plan.cell_dir, plan.evals), "reused stored cell (run.force=true reruns)"
-        unsupported = env_problem(plan.config.get("framework") or {})
+        unsupported = env_problem(plan.config.get("framework") or {}) or dist.problem(plan.config, str(plan.identity.get("device")))
         if unsupported is not None and not trained:  # not a failure: this machine lacks the framework's environment
             record = new_record(plan.cell_id, "unsupported", plan.config, error=unsupported, identity=plan.identity)
             write_json_atomic(plan.cell_dir / RECORD_NAME, record)

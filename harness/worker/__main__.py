@@ -16,6 +16,7 @@ from typing import Any, Dict
 from harness.store.launch import SPAWN_TIME_ENV
 from harness.worker.outcome import Diverged, classify, one_line
 from harness.worker.phases import work
+from harness.worker.ranks import RankFailure
 
 
 def _die_with_parent() -> None:
@@ -69,6 +70,8 @@ def main(argv: list[str]) -> int:
         raise
     except Diverged as exc:
         status, error = "diverged", str(exc)
+    except RankFailure as exc:  # a dist cell's rank ended it (harness.worker.ranks); its traceback is in the log
+        status, error = exc.status, str(exc)
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside a cell is a cell failure
         status, error = classify(exc), one_line(exc)
         if status == "oom" and spec["train"]:

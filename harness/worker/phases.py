@@ -59,6 +59,8 @@ class Opened:
     memory: Any
     progress: Any = None
     """The attempt's ``harness.store.progress.ProgressWriter`` (phases and training steps to progress.json)."""
+    ranks: Any = None
+    """A ``harness.worker.rank.RankGroup`` when this process is one rank of a dist cell; None for one process."""
 
 
 def _phase(cell: Opened, name: str) -> None:
@@ -153,12 +155,18 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
         record["memory"].update(after_load=elsewhere["after_load"], train_peak=elsewhere["train_peak"])
         nvml, summary, timings["train_loop"] = elsewhere["nvml"], elsewhere["meter"], elsewhere["train_s"]
     record["train"] = {**params, **train_stats, **summary}
+    devices = 1
+    if cell.ranks is not None:  # one of several ranks: every rank's counters, gathered (a collective: all ranks call it)
+        from harness.measure.ranks import DEFINITIONS as RANK_DEFINITIONS
+
+        nvml, devices = cell.ranks.combine(record, nvml), cell.ranks.world
+        record["definitions_ranks"] = RANK_DEFINITIONS
     from harness.measure.fairness import fairness_block
 
     record["fairness"] = fairness_block(record.get("config") or {}, record["train"])
     record["efficiency"] = efficiency(cfg, record["train"], record["data"], record["environment"],
-                                      timings.get("train_loop", timings["train"]), nvml)
-    record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS}
+                                      timings.get("train_loop", timings["train"]), nvml, devices=devices)
+    record["definitions"] = {**DEFINITIONS, **EFFICIENCY_DEFINITIONS, **record.pop("definitions_ranks", {})}
     point = divergence(record["train"])
     if point is not None:
         record["train"]["diverged"] = point
@@ -227,20 +235,61 @@ def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: 
     from harness.store.records import RECORD_NAME
 
     cfg = load_config(spec)
-    cell = open_cell(cfg, spec, cell_dir, record, timings, progress)
-    if spec["train"]:
+    if spec["train"] and cfg.dist.enabled():  # trained by k ranks (harness.worker.ranks), evaluated here afterwards
+        _train_on_ranks(spec, cell_dir, record, timings, progress)
+        if not spec["evals"]:
+            return
+        after: Dict[str, float] = {}  # the worker's own load and evaluation, beside rank 0's timings
+        cell = open_cell(cfg, spec, cell_dir, {}, after, progress)  # a scratch record: rank 0's stays as written
+        baselines = _load_trained(cfg, cell, cell_dir, record, after)
+        diverged = evaluate_cell(spec, cell, cell_dir, baselines, after)
+        timings.update({(f"eval_{key}" if key in ("imports", "data", "load") else key): value for key, value in after.items()})
+        if diverged:
+            raise Diverged(diverged)
+        return
+    elif spec["train"]:
+        cell = open_cell(cfg, spec, cell_dir, record, timings, progress)
         baselines = train_cell(cfg, cell, cell_dir, record, timings)
         record["status"] = "ok"
         record["timings_s"] = dict(timings)
         write_json_atomic(cell_dir / RECORD_NAME, record)  # training is safe before any evaluator runs
     else:
-        from harness.store.layout import weights_path
-
-        _phase(cell, "load")
-        mark = time.perf_counter()
-        cell.backend.load_model(weights=weights_path(cell_dir, record))
-        timings["load"] = time.perf_counter() - mark
-        baselines = _baselines(cfg, cell, record["cell_id"], timings, may_compute=cfg.adapter())
+        cell = open_cell(cfg, spec, cell_dir, record, timings, progress)
+        baselines = _load_trained(cfg, cell, cell_dir, record, timings)
     diverged = evaluate_cell(spec, cell, cell_dir, baselines, timings)
     if diverged:
         raise Diverged(diverged)
+
+
+def _load_trained(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Dict[str, Any]:
+    """Load a trained cell's saved weights for evaluation; return the untrained baselines (adapters only)."""
+    from harness.store.layout import weights_path
+
+    _phase(cell, "load")
+    mark = time.perf_counter()
+    cell.backend.load_model(weights=weights_path(cell_dir, record))
+    timings["load"] = time.perf_counter() - mark
+    return _baselines(cfg, cell, record["cell_id"], timings, may_compute=cfg.adapter())
+
+
+def _train_on_ranks(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float],
+                    progress: Any) -> None:
+    """Train a dist cell on its ranks and take rank 0's record as this attempt's (raises when it did not end ok)."""
+    from harness.files import read_json
+    from harness.store.records import RECORD_NAME
+    from harness.worker.ranks import RankFailure, train_ranks
+
+    if progress is not None:
+        progress.phase("ranks")
+    mark = time.perf_counter()
+    train_ranks(spec, cell_dir)
+    timings["ranks"] = time.perf_counter() - mark
+    written = read_json(cell_dir / RECORD_NAME)
+    if not written or written.get("attempt") != spec["attempt"]:
+        raise RankFailure("crashed", "the ranks ended without an error but rank 0 wrote no record")
+    record.clear()
+    record.update(written)
+    timings.update({k: v for k, v in (written.get("timings_s") or {}).items() if k not in timings})
+    if record.get("status") == "diverged":
+        raise Diverged(str(record.get("error")))
+    record["timings_s"] = dict(timings)

@@ -45,7 +45,7 @@ def test_help_lists_only_groups_that_can_be_chosen(help_text, tmp_path):
     groups = dict(
         line.split(": ", 1) for line in _section(help_text, "Config groups").splitlines() if ": " in line
     )
-    assert set(groups) == {"data", "eval", "framework", "logger", "model", "peft", "quant", "train"}
+    assert set(groups) == {"data", "dist", "eval", "framework", "logger", "model", "peft", "quant", "train"}
     register()
     for group, options in groups.items():
         option = options.split(", ")[0]

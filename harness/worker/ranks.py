@@ -1,0 +1,144 @@
+"""The worker as a launcher: a ``dist`` cell's training runs on k ranks started through accelerate.
+
+The worker (``python -m harness.worker CELL_DIR``) calls ``accelerate launch --multi_gpu`` in its own process, so
+torchrun's elastic agent is the worker itself and every rank (``python -m harness.worker.rank CELL_DIR``) is its
+child. torchrun gives each rank a session of its own, so the parent's killpg of the worker's group does not
+reach them; instead a rank asks Linux to SIGKILL it when the worker dies (PR_SET_PDEATHSIG), which covers a
+timeout, a Ctrl-C and a ``kill -9`` of the worker alike. The parent starts dist cells spawned, never warm.
+
+Ranks train; rank 0 gathers every rank's counters and writes ``record.json``. A rank that fails leaves
+``ranks/rank<R>.json`` (status, error); a rank killed by a signal leaves nothing, and torchrun names it. The
+worker turns that into the cell's status: ``oom`` naming the rank, ``crashed`` for a signal, else the rank's own.
+Evaluation then runs in the worker itself on the saved weights, as an evaluation-only attempt does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from harness.files import read_json
+
+RANKS_DIR = "ranks"
+AGENT_ENV = "HARNESS_RANK_AGENT"
+"""The worker's pid, given to its ranks: a rank whose parent is no longer it (the worker died before the rank
+asked for PDEATHSIG) exits at once."""
+SLURM_PORT_BASE = 20000
+
+
+class RankFailure(Exception):
+    """A rank ended the cell: ``status`` (oom, crashed, failed, ...) and one line naming the rank."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+
+
+def free_port() -> int:
+    """A TCP port free on this host now (rank 0's rendezvous on one node)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def slurm_hosts(nodelist: str) -> List[str]:
+    """SLURM's compressed node list (``gpu[01-02]``) as host names, by ``scontrol show hostnames``."""
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
+    hosts = out.stdout.split()
+    if out.returncode != 0 or not hosts:
+        raise RuntimeError(f"scontrol show hostnames {nodelist} failed: {out.stderr.strip() or out.returncode}")
+    return hosts
+
+
+def rendezvous(dist: Dict[str, Any], environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Where the ranks meet: host, port, this node's rank and the node count.
+
+    One node: 127.0.0.1 and ``dist.port`` or a free port. Several: SLURM's variables, which every node of the
+    job sees alike: the first host of ``SLURM_JOB_NODELIST``, this node's ``SLURM_NODEID``, and ``dist.port`` or
+    a port derived from ``SLURM_JOB_ID`` (the same on every node without asking one another).
+    """
+    env = os.environ if environ is None else environ
+    nodes = int(dist.get("nodes") or 1)
+    if nodes == 1:
+        return {"host": "127.0.0.1", "port": int(dist.get("port") or free_port()), "machine_rank": 0, "nodes": 1}
+    missing = [key for key in ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_NODEID") if not env.get(key)]
+    if missing:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"dist.nodes={nodes}: runs under SLURM (hydra/launcher=submitit_slurm); {', '.join(missing)} not set")
+    host = env.get("HARNESS_RDZV_HOST") or slurm_hosts(env["SLURM_JOB_NODELIST"])[0]
+    port = int(dist.get("port") or SLURM_PORT_BASE + int(env["SLURM_JOB_ID"]) % 20000)
+    return {"host": host, "port": port, "machine_rank": int(env["SLURM_NODEID"]), "nodes": nodes}
+
+
+def launch_args(dist: Dict[str, Any], meet: Dict[str, Any], cell_dir: Path) -> List[str]:
+    """``accelerate launch`` arguments that start this node's ranks of the cell (torchrun underneath)."""
+    return ["--multi_gpu", "--num_processes", str(dist["processes"]), "--num_machines", str(meet["nodes"]),
+            "--machine_rank", str(meet["machine_rank"]), "--main_process_ip", str(meet["host"]),
+            "--main_process_port", str(meet["port"]), "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--monitor_interval", "0.5", "--module", "harness.worker.rank", str(cell_dir)]
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def rank_failure(cell_dir: Path, failures: Dict[int, Any]) -> RankFailure:
+    """The cell's status from torchrun's failed ranks (global rank -> exit code) and the files the ranks left."""
+    written = {rank: read_json(cell_dir / RANKS_DIR / f"rank{rank}.json") or {} for rank in failures}
+    for rank, left in sorted(written.items()):
+        if left.get("status") == "oom":
+            return RankFailure("oom", f"rank {rank}: {left.get('error')}")
+    # torchrun SIGTERMs the ranks still running once one fails: those are not what ended the cell
+    for rank, code in sorted(failures.items(), key=lambda item: (item[1] == -signal.SIGTERM, item[0])):
+        if code < 0:
+            return RankFailure("crashed", f"rank {rank} was killed by {_signal_name(code)}; torchrun stopped the other ranks")
+    rank, left = sorted(written.items())[0]
+    if left.get("status"):
+        return RankFailure(str(left["status"]), f"rank {rank}: {left.get('error')}")
+    return RankFailure("crashed", f"rank {rank} exited with code {failures[rank]} and left no result")
+
+
+def _exit_codes(error: BaseException) -> Dict[int, int]:
+    """Global rank -> exit code of torchrun's ChildFailedError."""
+    return {int(rank): int(getattr(failure, "exitcode", 1)) for rank, failure in getattr(error, "failures", {}).items()}
+
+
+def train_ranks(spec: Dict[str, Any], cell_dir: Path, environ: Optional[Dict[str, str]] = None) -> None:
+    """Start this node's ranks of the cell and wait for them; raise ``RankFailure`` when a rank ended it.
+
+    A stop by signal (the parent's timeout or Ctrl-C reached the worker, torchrun stopped the ranks) ends the
+    worker at once with 128 + the signal and no record, as a killed single-process worker leaves none.
+    """
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    dist = spec["config"]["dist"]
+    folder = cell_dir / RANKS_DIR
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob("rank*"):
+        stale.unlink()
+    meet = rendezvous(dist, environ)
+    from harness.worker.follow import write_rendezvous  # the other nodes' followers launch from it
+
+    write_rendezvous(folder, meet, spec, environ)
+    os.environ[AGENT_ENV] = str(os.getpid())
+    print(f"dist={dist['strategy']}: {dist['processes']} ranks on {meet['nodes']} node(s), rendezvous "
+          f"{meet['host']}:{meet['port']} (this is node {meet['machine_rank']})", flush=True)
+    args = launch_command_parser().parse_args(launch_args(dist, meet, cell_dir))
+    try:
+        launch_command(args)
+    except ChildFailedError as exc:
+        raise rank_failure(cell_dir, _exit_codes(exc)) from None
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code >= 128:
+            os._exit(code)
+        raise
