@@ -373,7 +373,12 @@ class HFBackend:
     def _attach_adapter(self, model: Any, quantized: bool) -> Any:
         import peft
 
-        if quantized:
+        if quantized and self.cfg.dist.strategy in ("fsdp", "deepspeed"):
+            # FSDP/ZeRO-3 QLoRA (trl's and the Answer.AI recipe): no fp32 upcast of the unquantized weights, whose mixed
+            # dtypes inside one sharded unit would break flattening; only the inputs' gradients checkpointing needs
+            if self.cfg.train.gradient_checkpointing:
+                model.enable_input_require_grads()
+        elif quantized:
             model = peft.prepare_model_for_kbit_training(
                 model, use_gradient_checkpointing=self.cfg.train.gradient_checkpointing
             )

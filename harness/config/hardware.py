@@ -1,4 +1,5 @@
-"""The hardware catalogue: memory, dense BF16 peak, hourly price and TDP of the devices people plan with.
+"""The hardware catalogue: memory, dense BF16 peak, hourly price, TDP and interconnect bandwidth of the devices people
+plan with.
 
 One YAML file per device under the repository's ``hardware/`` (user-editable; the file name is
 the entry name). Read with PyYAML only, so the planner and the sweep parent can use it without
@@ -20,6 +21,9 @@ CATALOGUE_DIR = Path(__file__).resolve().parents[2] / "hardware"
 CATALOGUE_ENV = "HARNESS_HARDWARE_DIR"
 """Environment variable naming another catalogue folder (the planner's ``--hardware-dir`` wins)."""
 KINDS = ("gpu", "cpu")
+LINKS = ("nvlink_gb_per_s", "pcie_gb_per_s", "network_gb_per_s")
+"""Interconnect keys: peak bandwidth per GPU and per direction, GB/s (1 GB = 1e9 bytes); null when the device has
+none. A datasheet's "600 GB/s NVLink" is both directions together: 300 GB/s each way."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,15 @@ class Hardware:
     """Thermal design power (board power limit), W."""
     match: Tuple[str, ...]
     """Regular expressions searched in the lower-cased, normalised device name."""
+    nvlink_gb_per_s: Optional[float] = None
+    """NVLink between the GPUs of one node (all-to-all through NVSwitch), GB/s per direction; None when the device
+    has none, or only a bridge that pairs GPUs two by two (a ring over more crosses PCIe)."""
+    pcie_gb_per_s: Optional[float] = None
+    """Host link (PCIe x16 of the device's generation), GB/s per direction: between GPUs without NVLink, and to the
+    CPU for offloading."""
+    network_gb_per_s: Optional[float] = None
+    """Inter-node network per GPU (one NIC per GPU, as in NVIDIA's DGX/HGX nodes), GB/s per direction; None: not
+    known for the device (the planner then states its assumption)."""
 
 
 def normalise(device_name: str) -> str:
@@ -57,7 +70,7 @@ def _entry(path: Path, raw: Any) -> Hardware:
             raise ConfigError(f"{path.name}: {key}={value}: {reason}")
 
     need(isinstance(raw, dict), "file", type(raw).__name__, "must be a mapping of keys to values")
-    known = {"label", "kind", "memory_gib", "bf16_tflops", "price_usd_per_h", "tdp_w", "match"}
+    known = {"label", "kind", "memory_gib", "bf16_tflops", "price_usd_per_h", "tdp_w", "match", *LINKS}
     unknown = sorted(set(raw) - known)
     if unknown:
         need(False, unknown[0], raw[unknown[0]], f"unknown key (known: {', '.join(sorted(known))})")
@@ -69,6 +82,9 @@ def _entry(path: Path, raw: Any) -> Hardware:
     for key in ("price_usd_per_h", "tdp_w"):
         value = raw.get(key)
         need(value is None or (isinstance(value, (int, float)) and value >= 0), key, value, "must be a number >= 0 or null")
+    for key in LINKS:
+        value = raw.get(key)
+        need(value is None or (isinstance(value, (int, float)) and value > 0), key, value, "must be a number > 0 or null")
     patterns = raw.get("match") or []
     need(isinstance(patterns, list) and all(isinstance(p, str) for p in patterns), "match", patterns, "must be a list of regexes")
     for pattern in patterns:
@@ -85,6 +101,7 @@ def _entry(path: Path, raw: Any) -> Hardware:
         price_usd_per_h=None if raw.get("price_usd_per_h") is None else float(raw["price_usd_per_h"]),
         tdp_w=None if raw.get("tdp_w") is None else float(raw["tdp_w"]),
         match=tuple(patterns),
+        **{key: None if raw.get(key) is None else float(raw[key]) for key in LINKS},
     )
 
 

@@ -4,7 +4,8 @@
 
 Modules: ``params`` (exact parameter counts), ``flops`` (model FLOPs per token),
 ``setting`` (a cell's shape, the coefficients and constants, the resolved ``Setting``), ``terms`` (each memory
-term alone), ``memory`` (the peak-memory prediction and its breakdown), ``calibrate`` (fit free coefficients to
+term alone), ``memory`` (the peak-memory prediction and its breakdown), ``dist`` (the same per GPU of a
+multi-GPU cell, and its communication), ``calibrate`` (fit free coefficients to
 measured records), ``estimate`` (GPU table, time and cost), ``anchors`` (published figures), ``html`` (the
 capacity view), ``__main__`` (the command line). Imports config and store only: the parent's frontier and the
 worker's efficiency both use it, so it never imports torch.

@@ -93,6 +93,7 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
 def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalogue: Dict[str, Any],
              records: List[Dict[str, Any]], coeffs: Dict[str, Any]) -> Dict[str, Any]:
     """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time."""
+    from harness.plan.dist import DistSetting, predict_dist
     from harness.plan.estimate import DEFAULT_MFU, dataset_plan, gpu_table, measured_throughput
     from harness.plan.memory import predict
     from harness.plan.setting import Cell
@@ -101,7 +102,11 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
     options = {"attention": args.attention, "head": args.head}
     counter = "cuda_peak_allocated" if args.device == "cuda" else "host_peak_rss"
     coeff = coeffs.get(counter)
-    prediction = predict(cell, args.device, coeff=coeff, **options)
+    dist = DistSetting.of(typed.dist) if typed.dist.enabled() else None
+    if dist is not None:
+        prediction = predict_dist(cell, dist, args.device, coeff=coeff, **options)
+    else:
+        prediction = predict(cell, args.device, coeff=coeff, **options)
     dataset = dataset_plan(plain["data"], records, typed.model.name, typed.train.max_seq_len, args.examples, args.dataset_tokens)
     tokens = dataset["train_tokens"]
     epochs_tokens = tokens * typed.train.epochs if tokens else None
@@ -109,7 +114,9 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
         "cell": {"model": typed.model.name, "peft": typed.peft.method, "quant": typed.quant.mode,
                  "lora_r": typed.lora.r if typed.adapter() else None, "batch_size": typed.train.batch_size,
                  "max_seq_len": typed.train.max_seq_len, "grad_accum": typed.train.grad_accum,
-                 "gradient_checkpointing": typed.train.gradient_checkpointing, "optimizer": typed.train.optimizer},
+                 "gradient_checkpointing": typed.train.gradient_checkpointing, "optimizer": typed.train.optimizer,
+                 "dist": None if dist is None else {"strategy": dist.strategy, "label": dist.label, "k": dist.k,
+                                                    "nodes": dist.nodes, "requested": dist.requested}},
         "coefficients": {"counter": counter, "calibrated": coeff is not None,
                          **({"act_scale": coeff.act_scale, "overhead_mib": coeff.overhead_mib} if coeff else {})},
         "memory": prediction.as_dict(),
@@ -117,7 +124,8 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
     }
     if args.device == "cuda":
         throughput = measured_throughput(plain, records, catalogue)
-        out["gpus"] = gpu_table(cell, catalogue, coeff, epochs_tokens, throughput, args.mfu or DEFAULT_MFU, **options)
+        out["gpus"] = gpu_table(cell, catalogue, coeff, epochs_tokens, throughput, args.mfu or DEFAULT_MFU, dist=dist,
+                                **options)
     return out
 
 
@@ -130,10 +138,12 @@ def render(plan: Dict[str, Any]) -> str:
     from harness.text import to_markdown
 
     mem, cell = plan["memory"], plan["cell"]
+    dist = mem.get("dist") or {}
     lines = [
         f"# {cell['model']} {cell['peft']}" + (f" r={cell['lora_r']}" if cell["lora_r"] else "")
         + f" quant={cell['quant']}  batch {mem['batch']} x seq {mem['seq']}"
-        + (" (grad ckpt)" if cell["gradient_checkpointing"] else ""),
+        + (" (grad ckpt)" if cell["gradient_checkpointing"] else "")
+        + (f"  {dist['label']}, k={dist['k']} GPUs: every figure below is PER GPU" if dist else ""),
         f"params: {mem['params']['total']:,} total, {mem['params']['trainable']:,} trainable",
         f"predicted {mem['counter']}: {_gib(mem['total_mib'])} GiB (peak in the {mem['phase']} phase)"
         + (f"; device total incl. allocator slack + CUDA context: {_gib(mem['device_total_mib'])} GiB"
@@ -143,9 +153,12 @@ def render(plan: Dict[str, Any]) -> str:
     lines.append("coefficients: " + (f"calibrated act_scale={coeff['act_scale']:.2f} overhead={coeff['overhead_mib']:.0f} MiB"
                                      if coeff["calibrated"] else "analytic defaults (no --sweeps)"))
     lines.append("")
-    rows = [{"component": k, "GiB": mem["components"][k] / 1024} for k in COMPONENTS]
-    rows.append({"component": f"total ({mem['phase']})", "GiB": mem["total_mib"] / 1024})
-    lines.append(to_markdown(rows, ["component", "GiB"]))
+    if dist:
+        lines += _dist_lines(plan)
+    else:
+        rows = [{"component": k, "GiB": mem["components"][k] / 1024} for k in COMPONENTS]
+        rows.append({"component": f"total ({mem['phase']})", "GiB": mem["total_mib"] / 1024})
+        lines.append(to_markdown(rows, ["component", "GiB"]))
     other = {name: mib for name, mib in mem["phases"].items() if name != mem["phase"]}
     lines.append(f"rows: what is alive at the peak ({mem['phase']} phase); "
                  + ", ".join(f"the {name} phase holds {_gib(mib)} GiB" for name, mib in other.items()))
@@ -154,16 +167,70 @@ def render(plan: Dict[str, Any]) -> str:
     if "gpus" in plan:  # --device cpu predicts memory only: no time, no cost
         lines.append("")
         table = []
-        for row in plan["gpus"]:
+        for row in plan["gpus"] if not dist else []:
             table.append({
                 "gpu": row["gpu"], "mem GiB": row["memory_gib"], "need GiB": row["predicted_gib"],
                 "fits": "yes" if row["fits"] else "no", "headroom GiB": row["headroom_gib"],
                 "max batch": row["max_batch"], "max seq": row["max_seq"], "tok/s": row["tokens_per_s"],
                 "hours": row["hours"], "USD": row["cost_usd"], "throughput": row["throughput_source"],
             })
-        lines.append(to_markdown(table, list(table[0]) if table else ["gpu"]))
+        lines.append(to_markdown(table, list(table[0]) if table else ["gpu"]) if not dist else _dist_table(plan))
         lines.append(_dataset_line(plan["dataset"]))
     return "\n".join(lines)
+
+
+DIST_ROWS = ["weights", "adapter", "optimizer", "gradients", "buckets", "gathered", "activations", "recompute", "head",
+             "step_temp", "overhead"]
+"""Per-GPU breakdown rows of a dist plan in print order (COMPONENTS plus DDP/ZeRO buckets and FSDP's gathered units)."""
+
+
+def _dist_lines(plan: Dict[str, Any]) -> List[str]:
+    """A dist plan's per-GPU breakdown, with how each row is split, what moved to the CPU and the bytes sent."""
+    from harness.text import to_markdown
+
+    mem, dist = plan["memory"], plan["memory"]["dist"]
+    moved = dist["offloaded_mib"]
+    rows = []
+    for name in DIST_ROWS:
+        if name not in mem["components"] and name not in moved:
+            continue
+        how = dist["how"].get(name, "per GPU")
+        if name in moved:
+            how += f": {_gib(moved[name])} GiB per GPU held in host memory"
+        rows.append({"component": name, "GiB per GPU": mem["components"].get(name, 0.0) / 1024, "how": how})
+    rows.append({"component": f"total ({mem['phase']})", "GiB per GPU": mem["total_mib"] / 1024,
+                 "how": f"x {dist['k']} GPUs"})
+    comm = dist["comm_bytes"]
+    lines = [to_markdown(rows, ["component", "GiB per GPU", "how"])]
+    if not plan["cell"]["dist"]["requested"]:
+        lines.append(f"dist.processes=null: the breakdown is for k={dist['k']} (one node); the GPU table plans each GPU "
+                     "at the smallest k that holds the cell")
+    lines.append("sent per GPU per optimizer step (ring collectives, f = (k-1)/k): "
+                 + ", ".join(f"{name} {v / 1e9:,.2f} GB" for name, v in comm.items() if name != "pcie")
+                 + (f"; over PCIe for the offload {comm['pcie'] / 1e9:,.2f} GB" if "pcie" in comm else ""))
+    return lines
+
+
+def _dist_table(plan: Dict[str, Any]) -> str:
+    """The GPU table of a dist plan: how many of which GPU, and the time at that many."""
+    from harness.text import to_markdown
+
+    table = []
+    for row in plan["gpus"]:
+        table.append({
+            "gpu": row["gpu"], "mem GiB": row["memory_gib"], "k": row["k"], "need GiB/GPU": row["predicted_gib"],
+            "fits": "yes" if row["fits"] else "no", "smallest k": row["smallest_k"] or "none <= 64",
+            "max batch/GPU": row["max_batch"], "max seq": row["max_seq"],
+            "link GB/s": f"{row['link']} {row['link_gb_per_s']:g}" if row["link_gb_per_s"] else row["link"],
+            "compute s": row["compute_s"], "comm s": row["comm_s"], "step s": row["step_s"],
+            "tok/s": row["tokens_per_s"], "hours": row["hours"], "USD": row["cost_usd"],
+        })
+    notes = ("k: GPUs planned (dist.processes, else the smallest k); need: predicted device total per GPU; smallest k: "
+             "fewest GPUs of that kind (1, 2, 4, ..., 64) that hold the cell; link: what the collectives cross, GB/s per "
+             "direction (peak, from the catalogue: measured NCCL rates are lower); compute s, comm s: one optimizer step "
+             "of grad_accum micro-batches per GPU; step s = max(compute, comm): communication assumed to overlap "
+             "compute fully (their sum is the no-overlap bound); tok/s: all k GPUs together; USD: k GPUs x hours")
+    return to_markdown(table, list(table[0]) if table else ["gpu"]) + "\n" + notes
 
 
 def _dataset_line(data: Dict[str, Any]) -> str:
@@ -183,17 +250,32 @@ def render_grid(plans: List[Dict[str, Any]]) -> str:
         cheapest = min(fitting, key=lambda g: g["cost_usd"] if g["cost_usd"] is not None else float("inf"), default=None)
         rows.append({
             "model": cell["model"], "peft": cell["peft"], "quant": cell["quant"], "r": cell["lora_r"],
+            **({"dist": _dist_name(cell["dist"])} if any(p["cell"].get("dist") for p in plans) else {}),
             "batch": mem["batch"], "seq": mem["seq"], "trainable": mem["params"]["trainable"],
             "pred GiB": mem["total_mib"] / 1024,
             "device GiB": mem["device_total_mib"] / 1024,
-            "smallest GPU": fitting[0]["gpu"] if fitting else "none",
-            "cheapest GPU": cheapest["gpu"] if cheapest else "none",
+            "smallest GPU": _gpus(fitting[0]) if fitting else "none",
+            "cheapest GPU": _gpus(cheapest) if cheapest else "none",
             "USD": cheapest["cost_usd"] if cheapest else None,
         })
     lines = [to_markdown(rows, list(rows[0]) if rows else ["model"])]
+    if any(p["cell"].get("dist") for p in plans):
+        lines.append("pred GiB and device GiB of a dist row are per GPU at its k; its GPUs: device x count")
     lines += list(dict.fromkeys(_dataset_line(plan["dataset"]) for plan in plans if "gpus" in plan))
     lines += [f"note: {caveat}" for caveat in dict.fromkeys(c for plan in plans for c in plan["memory"]["caveats"])]
     return "\n".join(lines)
+
+
+def _dist_name(dist: Optional[Dict[str, Any]]) -> str:
+    """A grid row's strategy and rank count (``FSDP2 full shard k=4``; ``none`` for one device)."""
+    if not dist:
+        return "none"
+    return f"{dist['label']} k={dist['k']}" + ("" if dist["requested"] else " (null; GPU columns: each GPU's smallest k)")
+
+
+def _gpus(row: Dict[str, Any]) -> str:
+    """A GPU-table row's device, with its count for a dist plan (``a100-80gb x4``)."""
+    return f"{row['gpu']} x{row['k']}" if "k" in row else row["gpu"]
 
 
 def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
@@ -205,7 +287,8 @@ def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
                  if entry["records"] else "nothing to compare")
         lines.append(
             f"{counter}: {entry['records']} ok records; {error}"
-            + (f" ({entry['not_modelled']} more left out: quantized on CPU, not modelled)" if entry.get("not_modelled") else "")
+            + (f" ({entry['not_modelled']} more left out: quantized on CPU or 8-bit sharded, not modelled)"
+               if entry.get("not_modelled") else "")
         )
         if "fitted" in entry:
             f, loo = entry["fitted"], entry["leave_one_out"]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from harness.config.dist import DistConfig
+from harness.plan.dist import DistSetting, predict_dist
 from harness.plan.memory import Prediction, predict
 from harness.plan.setting import DEFAULTS, Cell, Coefficients
 from harness.store.launch import shared_gpu
@@ -71,17 +73,18 @@ def record_device(record: Dict[str, Any]) -> str:
 
 
 def predict_record(record: Dict[str, Any], coeff: Optional[Coefficients] = None, **options: Any) -> Prediction:
-    """The model's prediction for a record, at the batch shape the record actually reached."""
+    """The model's prediction for a record, at the batch shape the record actually reached (one rank's, for a dist
+    cell: its peak counter is a rank's)."""
     batch, seq, loss_fraction = record_shape(record)
-    return predict(
-        Cell.from_dict(record.get("config", {})),
-        record_device(record),
-        batch=batch,
-        seq=seq,
-        coeff=coeff,
-        loss_fraction=loss_fraction,
-        **options,
-    )
+    config = record.get("config", {})
+    cell, device = Cell.from_dict(config), record_device(record)
+    dist = config.get("dist") or {}
+    if dist.get("strategy", "none") != "none":
+        known = DistConfig.__dataclass_fields__
+        setting = DistSetting.of(DistConfig(**{k: v for k, v in dist.items() if k in known}))
+        return predict_dist(cell, setting, device, batch=batch, seq=seq, coeff=coeff, loss_fraction=loss_fraction,
+                            **options)
+    return predict(cell, device, batch=batch, seq=seq, coeff=coeff, loss_fraction=loss_fraction, **options)
 
 
 def to_point(record: Dict[str, Any], **options: Any) -> Optional[Point]:

@@ -3,6 +3,11 @@
 Throughput comes from measured records of the same cell on the same catalogue device when
 there are any (all non-padding tokens/s); otherwise from an MFU assumption stated in the
 output: tokens/s = MFU x dense bf16 peak / model FLOPs per token (harness.plan.flops).
+
+A ``dist`` cell's table answers "how many of which GPU": per GPU the smallest rank count k that holds it
+(``harness.plan.dist.K_CHOICES``), the fit at the requested k (or at that smallest k when dist.processes is null),
+and a step time = max(compute, communication): communication is assumed to overlap compute fully (FSDP's prefetch,
+DDP's bucketed all-reduce); their sum is the no-overlap bound, and both parts are in the row.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from harness.config.hardware import Hardware, match_device
 from harness.data.load import read_file, resolve_path, source_files
 from harness.errors import DataError
+from harness.plan.dist import DistSetting, comm_seconds, link, nodes_for, predict_dist, smallest_k
 from harness.plan.flops import flops_per_token
 from harness.plan.memory import predict
 from harness.plan.setting import Cell, Coefficients
@@ -200,6 +206,8 @@ def measured_throughput(config: Dict[str, Any], records: Iterable[Dict[str, Any]
     for record in records:
         if record.get("status") != "ok" or not _same_cell(record.get("config", {}), config):
             continue
+        if (record["config"].get("dist") or {}).get("strategy", "none") != "none":  # a per-GPU rate: one process only
+            continue
         env = record.get("environment", {})
         memory = env.get("memory_mib")
         entry = match_device(env.get("name"), catalogue, memory / 1024 if memory else None)
@@ -216,9 +224,11 @@ def gpu_table(
     tokens: Optional[float],
     throughput: Dict[str, Dict[str, Any]],
     mfu: float = DEFAULT_MFU,
+    dist: Optional[DistSetting] = None,
     **options: Any,
 ) -> List[Dict[str, Any]]:
-    """One row per catalogue GPU: fit, headroom, largest batch and sequence, throughput, time, cost."""
+    """One row per catalogue GPU: fit, headroom, largest batch and sequence, throughput, time, cost (``dist``: per GPU
+    of k ranks, the smallest k that fits, communication and the whole cell's throughput, time and cost)."""
     from harness.config.peft import lora_target_modules
     from harness.plan.params import adapter_params
 
@@ -231,6 +241,9 @@ def gpu_table(
     rows = []
     for hw in catalogue.values():
         if hw.kind != "gpu":
+            continue
+        if dist is not None:
+            rows.append(_dist_row(cell, hw, coeff, tokens, throughput, mfu, dist, n_adapter, options))
             continue
         capacity = hw.memory_gib * 1024
 
@@ -261,3 +274,51 @@ def gpu_table(
         )
         rows.append(row)
     return rows
+
+
+def _rate(cell: Cell, hw: Hardware, throughput: Dict[str, Dict[str, Any]], mfu: float, n_adapter: int) -> Tuple[float, str]:
+    """One GPU's tokens/s on ``cell`` and where the figure comes from: measured records, else the MFU assumption."""
+    if hw.name in throughput:
+        return throughput[hw.name]["tokens_per_s"], f"measured ({throughput[hw.name]['records']} records)"
+    s = cell.train.max_seq_len
+    cell_mfu, source = assumed_mfu(cell, mfu, s, n_adapter)
+    return cell_mfu * hw.bf16_tflops * 1e12 / flops_per_token(cell.model, s, n_adapter, cell.peft.method == "full"), source
+
+
+def _dist_row(cell: Cell, hw: Hardware, coeff: Optional[Coefficients], tokens: Optional[float],
+              throughput: Dict[str, Dict[str, Any]], mfu: float, dist: DistSetting, n_adapter: int,
+              options: Dict[str, Any]) -> Dict[str, Any]:
+    """One catalogue GPU for a dist cell: smallest k that fits, fit and time at the planned k, the k GPUs' cost."""
+    from dataclasses import replace
+
+    capacity = hw.memory_gib * 1024
+    b, s, ga = cell.train.batch_size, cell.train.max_seq_len, cell.train.grad_accum
+
+    def at(k: int) -> DistSetting:
+        return replace(dist, k=k, nodes=nodes_for(k, dist))
+
+    def need(k: int, batch: Optional[int] = None, seq: Optional[int] = None) -> float:
+        return predict_dist(cell, at(k), "cuda", batch=batch, seq=seq, coeff=coeff, **options).device_total_mib
+
+    least = smallest_k(lambda k: need(k) <= capacity)
+    k = dist.k if dist.requested or least is None else least
+    d = at(k)
+    p = predict_dist(cell, d, "cuda", coeff=coeff, **options)
+    fits = p.device_total_mib <= capacity
+    rate, source = _rate(cell, hw, throughput, mfu, n_adapter)
+    compute = ga * b * s / rate if rate else None
+    comm = comm_seconds(p.dist["comm_bytes"], hw, d)
+    step = max(compute, comm) if compute is not None and comm is not None else None  # overlap assumed
+    cell_rate = k * ga * b * s / step if step else None
+    hours = tokens / cell_rate / 3600 if tokens and cell_rate and fits else None
+    bandwidth, name = link(hw, d)
+    return {
+        "gpu": hw.name, "memory_gib": hw.memory_gib, "k": k, "nodes": d.nodes, "predicted_gib": p.device_total_mib / 1024,
+        "fits": fits, "smallest_k": least, "headroom_gib": (capacity - p.device_total_mib) / 1024,
+        "max_batch": _largest(lambda n: need(k, batch=n) <= capacity, 1, SEARCH_LIMIT),
+        "max_seq": _largest(lambda n: need(k, seq=n) <= capacity, 1, max(cell.model.max_position_embeddings, s)),
+        "link": name if k > 1 else "none (k=1)", "link_gb_per_s": bandwidth if k > 1 else None,
+        "compute_s": compute, "comm_s": comm, "step_s": step, "tokens_per_s": cell_rate,
+        "throughput_source": f"{source}, per GPU", "hours": hours,
+        "cost_usd": hours * k * hw.price_usd_per_h if hours is not None and hw.price_usd_per_h is not None else None,
+    }

@@ -27,7 +27,9 @@ def cell_label(plan: Dict[str, Any]) -> str:
     cell, mem = plan["cell"], plan["memory"]
     rank = f" r={cell['lora_r']}" if cell["lora_r"] else ""
     ckpt = " ckpt" if cell["gradient_checkpointing"] else ""
-    return f"{cell['model']} {cell['peft']}{rank} {cell['quant']} b{mem['batch']}x{mem['seq']}{ckpt}"
+    dist = cell.get("dist")
+    ranks = f" {dist['strategy']} x{dist['k']} (per GPU)" if dist else ""
+    return f"{cell['model']} {cell['peft']}{rank} {cell['quant']} b{mem['batch']}x{mem['seq']}{ckpt}{ranks}"
 
 
 def _labels(plans: List[Dict[str, Any]]) -> List[str]:

@@ -45,7 +45,7 @@ its rows add up to the total; ``phases`` gives each phase's total.
 Each term is one function of a resolved ``Setting`` (``resolve``): ``weights_bytes``, ``adapter_bytes``,
 ``optimizer_bytes``, ``gradient_bytes`` / ``concurrent_gradient_bytes``, ``step_temp_bytes``, ``activation_bytes``
 (from ``layer_bytes``, ``head_bytes`` and ``mask_bytes``) and ``resident_bytes``; ``term_bytes`` gathers them and
-``predict`` assembles the phases.
+``predict`` assembles the phases (``assemble``, which ``harness.plan.dist`` also uses for one rank of a multi-GPU cell).
 
 Not modelled: bitsandbytes' CPU path for quantized weights (tiny 4-bit cells on CPU measured
 up to 30 % above the prediction); such predictions carry a caveat and calibration leaves
@@ -108,6 +108,9 @@ class Prediction:
     """Predicted counter value, MiB, if each phase were the peak: forward/backward and optimizer step."""
     caveats: List[str] = field(default_factory=list)
     """What this prediction does not model for this cell (shown as notes wherever it is printed)."""
+    dist: Dict[str, Any] = field(default_factory=dict)
+    """A multi-GPU plan's per-GPU facts (``harness.plan.dist``): strategy, ranks, how each row is split, what moved to
+    the CPU, bytes communicated per step; empty for one device."""
 
     def as_dict(self) -> Dict[str, Any]:
         """JSON-ready form."""
@@ -179,30 +182,47 @@ def predict(
     worst case a sweep can meet). ``loss_fraction`` is the share of positions that carry
     loss (trl's fused head scores only those on CUDA); 1.0 is the worst case.
     """
-    counter = "cuda_peak_allocated" if device == "cuda" else "host_peak_rss"
-    coeff = coeff or DEFAULTS[counter]
     x = resolve(cell, device, batch, seq, attention, head, loss_fraction)
-    terms = term_bytes(x)
+    return assemble(x, term_bytes(x), coeff)
+
+
+def assemble(x: Setting, terms: TermBytes, coeff: Optional[Coefficients] = None,
+             fixed_rows: Optional[Dict[str, float]] = None, fwd_rows: Optional[Dict[str, float]] = None) -> Prediction:
+    """The Prediction for ``x`` from its ``terms``: both phases, the peak, its breakdown and the device total.
+
+    ``fixed_rows`` (bytes) are alive in both phases and ``fwd_rows`` (bytes) in the forward/backward phase only, each
+    a breakdown row of its own, neither scaled by act_scale: the multi-GPU terms (``harness.plan.dist``) add DDP's
+    gradient buckets and FSDP's all-gathered units this way, on top of the single-device terms.
+    """
+    counter = "cuda_peak_allocated" if x.device == "cuda" else "host_peak_rss"
+    coeff = coeff or DEFAULTS[counter]
+    fixed_rows, fwd_rows = fixed_rows or {}, fwd_rows or {}
+    fixed = terms.fixed + sum(fixed_rows.values())
+    concurrent = terms.concurrent_gradients + sum(fwd_rows.values())
     scale = coeff.act_scale
-    fwd_bwd = scale * terms.scalable + terms.concurrent_gradients
+    fwd_bwd = scale * terms.scalable + concurrent
     phase = "forward/backward" if fwd_bwd >= terms.step + scale * terms.resident else "optimizer step"
-    phases = {"forward/backward": (terms.fixed + fwd_bwd) / MIB + coeff.overhead_mib,
-              "optimizer step": (terms.fixed + terms.step + scale * terms.resident) / MIB + coeff.overhead_mib}
+    phases = {"forward/backward": (fixed + fwd_bwd) / MIB + coeff.overhead_mib,
+              "optimizer step": (fixed + terms.step + scale * terms.resident) / MIB + coeff.overhead_mib}
     total = max(phases.values())
+    in_fwd = phase == "forward/backward"
+    components = _components(terms, in_fwd, coeff)
+    components.update({name: b / MIB for name, b in fixed_rows.items()})
+    components.update({name: (b if in_fwd else 0.0) / MIB for name, b in fwd_rows.items()})
     return Prediction(
         counter=counter,
-        components=_components(terms, phase == "forward/backward", coeff),
+        components=components,
         total_mib=total,
-        device_total_mib=total * (1 + RESERVED_SLACK) + CUDA_CONTEXT_MIB if device == "cuda" else total,
+        device_total_mib=total * (1 + RESERVED_SLACK) + CUDA_CONTEXT_MIB if x.device == "cuda" else total,
         phase=phase,
         batch=x.batch,
         seq=x.seq,
         params=_param_counts(x),
         assumptions=_assumptions(x, terms, scale),
-        terms={"fixed": terms.fixed / MIB, "scalable": terms.scalable / MIB,
-               "concurrent": terms.concurrent_gradients / MIB, "step": terms.step / MIB, "resident": terms.resident / MIB},
+        terms={"fixed": fixed / MIB, "scalable": terms.scalable / MIB,
+               "concurrent": concurrent / MIB, "step": terms.step / MIB, "resident": terms.resident / MIB},
         phases=phases,
-        caveats=caveats(cell, device),
+        caveats=caveats(x.cell, x.device),
     )
 
 

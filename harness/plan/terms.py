@@ -24,22 +24,33 @@ from harness.plan.setting import (
 )
 
 
-def _weights_bytes(cell: Cell, e: int) -> float:
+def quantized_parts(cell: Cell) -> Tuple[float, float, int]:
+    """(packed data bytes, quantization-constant bytes, parameters left unquantized) of a quantized base's weights.
+
+    bitsandbytes quantizes the decoder-layer linear weights only: 4-bit NF4 packs two per byte plus absmax constants
+    (1 byte per 64-block with double quantization + 4 bytes per 256 blocks, else 4 bytes per block); 8-bit LLM.int8 is
+    one byte plus a 4-byte scale per output row. Embeddings, LM head, norms and biases stay unquantized. For
+    ``quant.mode == "none"``: (0, 0, every parameter).
+    """
     counts = count_params(cell.model)
     mode = cell.quant.mode
     if mode == "none":
-        return counts.total * e
-    other = counts.total - counts.layer_linear  # embeddings, LM head, norms: upcast to fp32 by peft
+        return 0.0, 0.0, counts.total
     weights = sum(lin.d_in * lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
-    biases = counts.layer_linear - weights
+    unquantized = counts.total - weights  # embeddings, LM head, norms and the linears' biases
     if mode == "8bit":
         rows = sum(lin.d_out for lin in layer_linears(cell.model)) * cell.model.num_layers
-        quantized = weights * 1.0 + rows * 4.0
-    else:
-        block = 64
-        absmax = (1.0 / block + 4.0 / (block * 256)) if cell.quant.double_quant else 4.0 / block
-        quantized = weights * (0.5 + absmax)
-    return quantized + (other + biases) * 4.0
+        return weights * 1.0, rows * 4.0, unquantized
+    block = 64
+    absmax = (1.0 / block + 4.0 / (block * 256)) if cell.quant.double_quant else 4.0 / block
+    return weights * 0.5, weights * absmax, unquantized
+
+
+def _weights_bytes(cell: Cell, e: int) -> float:
+    if cell.quant.mode == "none":
+        return count_params(cell.model).total * e
+    data, constants, unquantized = quantized_parts(cell)
+    return data + constants + unquantized * 4.0  # the unquantized rest upcast to fp32 by peft
 
 
 def _layer_bytes(

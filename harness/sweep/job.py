@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig
 
 from harness.errors import ConfigError, HarnessError
+from harness.sweep import nodes  # also registers ${harness_slurm:...} before Hydra resolves the SLURM launcher
 from harness.sweep.validate import validate
 
 
@@ -111,6 +112,7 @@ def task(cfg: DictConfig) -> None:
     from harness.store.layout import update_manifest, write_manifest
     from harness.sweep.cell import plan_cell, run_cell
 
+    plan = None
     try:
         job = _job()
         label = f"#{job.num}"
@@ -123,6 +125,10 @@ def task(cfg: DictConfig) -> None:
             return
         STATE.sweep_dir = job.sweep_dir
         plan = plan_cell(plain, Path(typed.run.root))
+        if nodes.node_rank(plan.config) > 0:  # a node above 0 of a multi-node cell: its ranks only, no lock, no record
+            code = nodes.follow(plan, typed.run.timeout_s, say=lambda line: print(f"{label} {line}", flush=True))
+            print(f"{label} {plan.cell_id}: this node's part ended (follower exit {code}); node 0 writes the record", flush=True)
+            return
         entry = manifest_entry(plan, job.overrides)
         # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
         update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
@@ -133,7 +139,7 @@ def task(cfg: DictConfig) -> None:
         say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
         record, note = run_cell(
             plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
-            preflight=lambda: hub_problem(typed.model), sweep_dir=job.sweep_dir,
+            preflight=lambda: nodes.problem(plan.config) or hub_problem(typed.model), sweep_dir=job.sweep_dir,
         )
         if frontier:  # what the OOM frontier of the jobs still to come reads (harness.sweep.frontier)
             from harness.sweep.frontier import ENDED
@@ -155,3 +161,6 @@ def task(cfg: DictConfig) -> None:
     except Exception:  # noqa: BLE001 - a harness bug must not take the sweep down either
         STATE.not_ok += 1
         print(f"error: internal error in the harness parent:\n{traceback.format_exc()}", file=sys.stderr)
+    finally:
+        if plan is not None:  # node 0 of a multi-node cell: the followers stop waiting, whatever happened
+            nodes.settle(plan.config, plan.cell_dir)

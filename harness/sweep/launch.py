@@ -20,6 +20,10 @@ submitit job, a Ray task -- to decide what the cell's worker process gets in its
   (slots are taken GPU by GPU first, so cells share only when every GPU is busy); such cells
   are flagged ``gpu_shared`` and stay out of planner calibration. A cell that finds every slot
   held waits for one.
+- **a dist cell's GPUs** (``dist.processes / dist.nodes`` ranks on this node) when more than one cell
+  runs at once: that many distinct GPUs, leased all or none (``lease_gpus``), so two dist cells, or a
+  one-GPU cell beside one, never put ranks on the same GPU (keeping every visible GPU would). Alone on its
+  allocation (one cell at a time, a SLURM job) nothing is leased: it keeps the allocation's GPUs, as any cell.
 
 The worker copies what was decided (``HARNESS_LAUNCH``, JSON) into ``record["environment"]["launch"]``.
 """
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from harness.store.launch import LAUNCH_ENV, int_value
+from harness.sweep.nodes import allocation, ranks_per_node
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 GPU_LOCKS = "gpu-locks"
@@ -91,8 +96,9 @@ def launcher_of(node: Mapping[str, Any], n_cells: int, ncores: int,
     if name == "submitit_local":  # submitit's local executor starts every job of the array at once
         return Launcher(name, n_cells, {"cpus_per_task": node.get("cpus_per_task"), "gpus_per_node": node.get("gpus_per_node")})
     if name == "submitit_slurm":  # every job its own allocation: one cell per allocation
-        return Launcher(name, 1, {"array_parallelism": node.get("array_parallelism"), "cpus_per_task": node.get("cpus_per_task"),
-                                  "gpus_per_task": node.get("gpus_per_task"), "gpus_per_node": node.get("gpus_per_node")})
+        keys = ("array_parallelism", "cpus_per_task", "gpus_per_task", "gpus_per_node", "nodes")
+        # read unresolved: the preset's ${harness_slurm:...} shape is left out here, filled in by placement
+        return Launcher(name, 1, {key: None if str(node.get(key)).startswith("${") else node.get(key) for key in keys})
     if name == "ray":
         remote = (node.get("ray") or {}).get("remote") or {}
         per_task = float(remote.get("num_cpus") or 1)
@@ -198,41 +204,70 @@ class Lease:
     waited_s: float = 0.0
 
 
-def try_lease(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1) -> Optional[Lease]:
-    """The first free slot, GPU by GPU for slot 0, then slot 1, ... (cells share a GPU only when all are busy)."""
+def _lock_slot(gpu: str, slot: int, lock_dir: Path) -> Optional[Lease]:
+    path = lock_dir / f"gpu-{_safe(gpu)}.{slot}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+    return Lease(gpu, slot, fd, path)
+
+
+def try_leases(gpus: Sequence[str], lock_dir: Path, count: int = 1, per_gpu: int = 1) -> Optional[List[Lease]]:
+    """Free slots on ``count`` distinct GPUs, GPU by GPU for slot 0, then slot 1, ...; all of them or None.
+
+    Distinct: two ranks of one cell never share a GPU (NCCL refuses it). All or none: a cell never holds
+    some GPUs while it waits for more, so two dist cells cannot each hold half of what the other needs.
+    """
     lock_dir.mkdir(parents=True, exist_ok=True)
+    held: List[Lease] = []
     for slot in range(max(1, per_gpu)):
         for gpu in gpus:
-            path = lock_dir / f"gpu-{_safe(gpu)}.{slot}.lock"
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, info, 0)
-            return Lease(gpu, slot, fd, path)
+            if len(held) < count and gpu not in {lease.gpu for lease in held}:
+                lease = _lock_slot(gpu, slot, lock_dir)
+                held += [lease] if lease is not None else []
+    if len(held) == count:
+        return held
+    for lease in held:
+        release(lease)
     return None
 
 
-def lease_gpu(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1, *, say: Callable[[str], None] = print,
-              poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic,
-              sleep: Callable[[float], None] = time.sleep) -> Lease:
-    """A free GPU slot, waiting (one line said) while every slot is held by other cells."""
+def try_lease(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1) -> Optional[Lease]:
+    """The first free slot, GPU by GPU for slot 0, then slot 1, ... (cells share a GPU only when all are busy)."""
+    found = try_leases(gpus, lock_dir, 1, per_gpu)
+    return found[0] if found else None
+
+
+def lease_gpus(gpus: Sequence[str], lock_dir: Path, count: int = 1, per_gpu: int = 1, *,
+               say: Callable[[str], None] = print, poll_s: float = POLL_S, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> List[Lease]:
+    """``count`` free GPU slots on distinct GPUs (``try_leases``), waiting (one line said) while other cells hold them."""
     started = clock()
     said = False
     while True:
-        lease = try_lease(gpus, lock_dir, per_gpu)
-        if lease is not None:
-            lease.waited_s = clock() - started
-            return lease
+        leases = try_leases(gpus, lock_dir, count, per_gpu)
+        if leases is not None:
+            for lease in leases:
+                lease.waited_s = clock() - started
+            return leases
         if not said:
-            say(f"waiting for a free GPU: all {len(gpus)} x {per_gpu} slot(s) under {lock_dir} are held by other cells")
+            held = "are held" if count == 1 else f"leave fewer than {count} distinct GPUs free"
+            say(f"waiting for {'a free GPU' if count == 1 else f'{count} free GPUs'}: the {len(gpus)} x {per_gpu} "
+                f"slot(s) under {lock_dir} {held} by other cells")
             said = True
         sleep(poll_s)
+
+
+def lease_gpu(gpus: Sequence[str], lock_dir: Path, per_gpu: int = 1, **wait: Any) -> Lease:
+    """A free GPU slot, waiting (one line said) while every slot is held by other cells."""
+    return lease_gpus(gpus, lock_dir, 1, per_gpu, **wait)[0]
 
 
 def release(lease: Optional[Lease]) -> None:
@@ -280,8 +315,9 @@ def plan_placement(launcher: Launcher, *, device: str, run: Mapping[str, Any], e
 def placement(cell_dir: Path, say: Callable[[str], None] = print, *, environ: Optional[Mapping[str, str]] = None,
               launcher: Optional[Launcher] = None, gpus: Optional[Callable[[], List[str]]] = None,
               host: Optional[str] = None) -> Iterator[Placement]:
-    """Decide the worker's placement from its cell spec (written just before) and the running Hydra job; a GPU
-    slot, when one is leased, is held until the block ends (and by the worker, which inherits its descriptor)."""
+    """Decide the worker's placement from its cell spec (written just before) and the running Hydra job; GPU
+    slots, when leased (one, or one per rank of a dist cell), are held until the block ends (and by the
+    worker, which inherits their descriptors)."""
     from harness.files import read_json
     from harness.store.records import CELL_SPEC_NAME
 
@@ -292,29 +328,38 @@ def placement(cell_dir: Path, say: Callable[[str], None] = print, *, environ: Op
     device = str((spec.get("identity") or {}).get("device") or run.get("device") or "cpu")
     ncores = cores()
     launcher = launcher or current_launcher(ncores)
+    if launcher.name == "submitit_slurm":  # the preset's ${harness_slurm:...} values, as they resolved for this cell
+        shape = allocation(config.get("dist") or {})
+        launcher.settings.update({k: v for k, v in shape.items() if launcher.settings.get(k) is None and v is not None})
     info = plan_placement(launcher, device=device, run=run, environ=environ, ncores=ncores)
     out = Placement(info=info)
     if info.get("threads_per_cell"):
         out.env.update({var: str(info["threads_per_cell"]) for var in THREAD_VARS})
-    lease: Optional[Lease] = None
+    leases: List[Lease] = []
     try:
         if info.pop("assign_gpu", False):
             found = (gpus or (lambda: visible_gpus(environ)))()
+            need = ranks_per_node(config)  # a dist cell: a GPU for each of its ranks here, none shared
+            if found and need > len(found):
+                say(f"this dist cell needs {need} GPUs on this node and {len(found)} are visible; it sees every visible GPU")
+                found = []
             if found:
                 cache = Path(os.path.expanduser(str(run.get("cache_dir") or run.get("root") or "runs")))
                 folder = cache / GPU_LOCKS / lock_namespace(environ, host)
                 try:
-                    lease = lease_gpu(found, folder, info["cells_per_gpu"], say=say)
+                    leases = lease_gpus(found, folder, need, info["cells_per_gpu"], say=say)
                 except OSError as exc:  # an unwritable cache: the cell still runs, on whatever GPU it sees
                     say(f"cannot hand out a GPU (lock files under {folder}: {exc.strerror or exc}); "
                         "this cell sees every visible GPU")
-            if lease is not None:
-                out.env["CUDA_VISIBLE_DEVICES"] = lease.gpu
-                out.fds = (lease.fd,)
-                info.update(gpu=lease.gpu, gpu_slot=lease.slot, gpu_wait_s=round(lease.waited_s, 3))
+            if leases:
+                out.env["CUDA_VISIBLE_DEVICES"] = ",".join(lease.gpu for lease in leases)
+                out.fds = tuple(lease.fd for lease in leases)
+                info.update(gpu=out.env["CUDA_VISIBLE_DEVICES"], gpu_slot=max(lease.slot for lease in leases),
+                            gpu_wait_s=round(leases[0].waited_s, 3))
             else:  # nothing to hand out: every cell sees the same device(s)
                 info.update(gpu=None, gpu_shared=True)
         out.env[LAUNCH_ENV] = json.dumps(info, sort_keys=True)
         yield out
     finally:
-        release(lease)
+        for lease in leases:
+            release(lease)

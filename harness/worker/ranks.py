@@ -126,9 +126,13 @@ def train_ranks(spec: Dict[str, Any], cell_dir: Path, environ: Optional[Dict[str
     for stale in folder.glob("rank*"):
         stale.unlink()
     meet = rendezvous(dist, environ)
-    from harness.worker.follow import write_rendezvous  # the other nodes' followers launch from it
+    if meet["nodes"] > 1 and meet["machine_rank"] == 0:  # the other nodes start their ranks from it (worker.follow)
+        from harness.files import write_json_atomic
 
-    write_rendezvous(folder, meet, spec, environ)
+        env = os.environ if environ is None else environ
+        write_json_atomic(folder / "rendezvous.json", {
+            "job": env.get("SLURM_JOB_ID"), "restart": int(env.get("SLURM_RESTART_COUNT") or 0),
+            "attempt": spec["attempt"], "host": meet["host"], "port": meet["port"], "nodes": meet["nodes"]})
     os.environ[AGENT_ENV] = str(os.getpid())
     print(f"dist={dist['strategy']}: {dist['processes']} ranks on {meet['nodes']} node(s), rendezvous "
           f"{meet['host']}:{meet['port']} (this is node {meet['machine_rank']})", flush=True)

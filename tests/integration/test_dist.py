@@ -156,3 +156,20 @@ def test_fsdp_on_cpu_ends_unsupported_and_its_plugin_builds_up_to_cuda(harness_e
     assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["LlamaDecoderLayer"]
     assert offloads(plugin) and plugin.reshard_after_forward is True
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
+
+
+@pytest.mark.e2e
+def test_two_nodes_of_one_rank_each_train_one_cell(harness_env, tmp_path):
+    """Two "nodes" on this machine under faked SLURM variables: node 0 runs the cell, node 1 follows its rendezvous."""
+    args = [sys.executable, "-m", "harness", "dist=ddp", "dist.nodes=2", "dist.processes=2", *DETERMINISTIC,
+            f"run.root={tmp_path}", "run.sweep=nodes"]
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS": "2",
+             "HARNESS_RDZV_HOST": "127.0.0.1"}
+    nodes = [subprocess.Popen(args, cwd=REPO, env={**harness_env, **slurm, "SLURM_NODEID": str(node)}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for node in (0, 1)]
+    outs = [node.communicate(timeout=300)[0] for node in nodes]
+    (record,) = records(tmp_path / "nodes").values()
+    assert record["status"] == "ok", "\n".join(outs)
+    assert "-ddp2-" in record["cell_id"] and record["train"]["ranks"] == 2
+    assert record["environment"]["ranks"] == {"world": 2, "strategy": "ddp", "nodes": 2}
+    assert "node 0 writes the record" in outs[1]

@@ -77,6 +77,9 @@ def test_what_this_machine_cannot_run_is_said_before_a_worker_starts(monkeypatch
 
     assert "accelerate enables FSDP only on GPUs" in dist.problem(_config(strategy="fsdp", processes=2), "cpu")
     assert dist.problem(_config(strategy="ddp", processes=2), "cpu") is None
+    capped = _config(strategy="ddp", processes=2)
+    capped["run"]["memory_cap_gib"] = 1.0
+    assert "all ranks together" in dist.problem(capped, "cpu")
     monkeypatch.setattr(dist.importlib.util, "find_spec", lambda name: None)
     assert "pip install deepspeed" in dist.problem(_config(strategy="deepspeed", processes=2), "cuda:x")
     assert dist.worker_mode(_config(strategy="ddp", processes=2), "warm") == "spawn"

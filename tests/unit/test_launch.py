@@ -220,7 +220,7 @@ def test_slurm_preset_becomes_these_sbatch_lines(tmp_path, monkeypatch):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
                                                        f"run.root={tmp_path}"], return_hydra_config=True)
-    node = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    node = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert node["_target_"].endswith("SlurmLauncher") and node["array_parallelism"] == 8
     # as hydra_submitit_launcher's launch() hands the keys to submitit
     params = {k: v for k, v in node.items() if k not in ("_target_", "submitit_folder", "max_num_timeout")}
