@@ -11,7 +11,7 @@ EXTRAS ?= dev,eval,wandb,scale
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-e2e test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
+.PHONY: setup demo test test-e2e test-dist test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
 	frameworks setup-unsloth setup-litgpt test-frameworks gpu-check gpu-check-cpu
 
 setup: $(VENV)/.installed
@@ -80,7 +80,12 @@ demo: setup
 # lint-imports first (under a second): the rooms' import contracts in pyproject.toml, [tool.importlinter].
 test: setup
 	$(VENV)/bin/lint-imports --no-cache --no-logo
-	$(PY) -m pytest -m "not slow and not gpu and not browser and not frameworks and not e2e" -q --durations=15
+	$(PY) -m pytest -m "not slow and not gpu and not browser and not frameworks and not e2e and not dist" -q --durations=15
+
+# dist cells' process checks (a killed rank, kill -9 of the worker, two SLURM nodes faked on one machine; ~1 min):
+# make test keeps the 2-rank = 1-rank training invariant and the unit tests, CI runs these as their own tier.
+test-dist: setup
+	$(PY) -m pytest -m dist -q
 
 # Heavy end-to-end checks against other real programs: the lm_eval command scoring the same cell, a real
 # transformers serve model as the judge (a minute or two; CI runs them as their own tier).

@@ -16,18 +16,7 @@ from typing import Any, Dict
 from harness.store.launch import SPAWN_TIME_ENV
 from harness.worker.outcome import Diverged, classify, one_line
 from harness.worker.phases import work
-from harness.worker.ranks import RankFailure
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker if the parent dies, so no orphan keeps a GPU busy."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+from harness.worker.ranks import RankFailure, die_with_parent
 
 
 def _fail_unfinished(spec: Dict[str, Any], cell_dir: Path, status: str, error: str, trace: str) -> None:
@@ -43,7 +32,7 @@ def _fail_unfinished(spec: Dict[str, Any], cell_dir: Path, status: str, error: s
 def main(argv: list[str]) -> int:
     """Entry point; returns 0 when the work ended ok, 1 otherwise."""
     entered = time.time()
-    _die_with_parent()
+    die_with_parent()  # so no orphan keeps a GPU busy
     from harness.files import read_json, write_json_atomic
     from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from harness.files import read_json
-from harness.worker.ranks import AGENT_ENV, RANKS_DIR, launch_args
+from harness.worker.ranks import AGENT_ENV, RANKS_DIR, die_with_parent, launch_args
 
 RENDEZVOUS_NAME = "rendezvous.json"
 """Node 0's rendezvous, written by ``harness.worker.ranks.train_ranks`` right before it launches (inline there:
@@ -146,19 +146,8 @@ def main(argv: List[str], environ: Optional[Mapping[str, str]] = None,
         ended.set()
 
 
-def _die_with_parent() -> None:
-    """SIGTERM this follower when its Hydra job dies (torchrun then stops the ranks), as the worker does."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 if __name__ == "__main__":
-    _die_with_parent()
+    die_with_parent()  # its Hydra job died: torchrun then stops the ranks
     code = main(sys.argv)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -17,18 +17,14 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from harness.worker.outcome import Diverged, classify, one_line
-from harness.worker.ranks import AGENT_ENV, RANKS_DIR
+from harness.worker.ranks import AGENT_ENV, RANKS_DIR, die_with_parent
 
 
 def _die_with_agent() -> None:
     """SIGKILL this rank when the worker (torchrun's agent, its parent) dies; exit now if it already has."""
-    try:
-        import ctypes
-        import signal
+    import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    die_with_parent(signal.SIGKILL)
     agent = os.environ.get(AGENT_ENV)
     if agent and os.getppid() != int(agent):  # the worker died before the prctl: no one would stop this rank
         os._exit(1)

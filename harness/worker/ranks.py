@@ -30,6 +30,17 @@ asked for PDEATHSIG) exits at once."""
 SLURM_PORT_BASE = 20000
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG), so no orphan keeps a
+    GPU busy: the worker (SIGTERM, its parent the harness), a rank (SIGKILL, its parent the worker), a follower."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class RankFailure(Exception):
     """A rank ended the cell: ``status`` (oom, crashed, failed, ...) and one line naming the rank."""
 

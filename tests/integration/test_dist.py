@@ -1,4 +1,7 @@
-"""dist cells on CPU: 2 DDP ranks (gloo) through accelerate, the same training as one rank, and no rank outlives its cell."""
+"""dist cells on CPU: 2 DDP ranks (gloo) through accelerate, the same training as one rank, and no rank outlives its cell.
+
+The invariant and the FSDP refusal run in ``make test``; the process checks (``dist`` marker: kills, two nodes)
+in ``make test-dist``, CI's dist tier."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import List
 
 import pytest
@@ -107,6 +111,7 @@ def _lock_free(cell: Path) -> bool:
         os.close(fd)
 
 
+@pytest.mark.dist
 def test_a_killed_rank_crashes_the_cell_and_stops_every_rank(harness_env, tmp_path):
     proc, cell = _start_long_cell(harness_env, tmp_path)
     rank1 = int((cell / "ranks" / "rank1.pid").read_text())
@@ -120,6 +125,7 @@ def test_a_killed_rank_crashes_the_cell_and_stops_every_rank(harness_env, tmp_pa
     assert "rank 1 was killed by SIGKILL" in record["error"]
 
 
+@pytest.mark.dist
 def test_kill_9_of_the_worker_leaves_no_rank(harness_env, tmp_path):
     proc, cell = _start_long_cell(harness_env, tmp_path)
     ranks = _pids("harness.worker.rank", str(cell))
@@ -146,7 +152,6 @@ def test_fsdp_on_cpu_ends_unsupported_and_its_plugin_builds_up_to_cuda(harness_e
     from harness.backends.dist import offloads, trainer_args
     from harness.config.dist import DistConfig
     from harness.config.schema import HarnessConfig
-    from types import SimpleNamespace
 
     cfg = HarnessConfig()
     cfg.dist = DistConfig(strategy="fsdp", processes=2, cpu_offload=True)
@@ -158,7 +163,7 @@ def test_fsdp_on_cpu_ends_unsupported_and_its_plugin_builds_up_to_cuda(harness_e
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
 
 
-@pytest.mark.e2e
+@pytest.mark.dist
 def test_two_nodes_of_one_rank_each_train_one_cell(harness_env, tmp_path):
     """Two "nodes" on this machine under faked SLURM variables: node 0 runs the cell, node 1 follows its rendezvous."""
     args = [sys.executable, "-m", "harness", "dist=ddp", "dist.nodes=2", "dist.processes=2", *DETERMINISTIC,
