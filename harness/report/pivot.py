@@ -301,6 +301,9 @@ def _notes(data: ReportData, metric: str, unit: Optional[str], cells: List[Posit
         notes += [f"memory counter: {'; '.join(counters)}"] if counters else []
     if unit in ("MiB", "tokens/s") and "cpu" in _distinct(data, "env.device", "device"):
         notes.append(NOTES["cpu"])
+    if unit in ("MiB", "tokens/s") and any(str(g) not in ("1", "None") for g in _distinct(data, "gpus")):
+        notes.append("gpus > 1: memory is the largest rank's peak (what every GPU must hold), tokens/s all ranks' together "
+                     "(per GPU: the record's train.tokens_per_s_per_gpu)")
     shown = dict.fromkeys(part for p in cells if p.status for part in p.text.split(", "))
     shown.update(dict.fromkeys(NO_VALUE for p in cells if p.text == NO_VALUE))
     notes += [STATUS_NOTES.get(s, f"{s}: cell status") for s in shown]

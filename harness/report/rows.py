@@ -249,6 +249,8 @@ def _override_keys(manifest: Optional[Dict[str, Any]]) -> List[str]:
 def _axis_tree(config: Dict[str, Any]) -> Dict[str, Any]:
     """The part of a config that can vary as an axis: every block but NOT_AXES, plus RUN_AXES that are set."""
     tree = {k: v for k, v in config.items() if k not in NOT_AXES}
+    if isinstance(tree.get("dist"), dict) and tree["dist"].get("strategy", "none") == "none":
+        tree["dist"] = {**tree["dist"], "processes": 1}  # one process, whatever an unused dist.processes says: gpus=1
     run = {k: v for k, v in (config.get("run") or {}).items() if k in RUN_AXES and v is not None}
     return {**tree, "run": run} if run else tree
 

@@ -196,3 +196,14 @@ def test_a_framework_with_its_own_process_cannot_take_ranks():
     with pytest.raises(ConfigError, match="several ranks need framework=hf"):
         OmegaConf.to_object(copy.deepcopy(merged))
     assert os.environ.get("ACCELERATE_USE_FSDP") is None
+
+
+def test_gpus_is_a_column_and_an_axis_and_a_one_process_cell_has_one():
+    from harness.report.rows import summary_row, varied_axes
+
+    none, ddp = _config(processes=2), _config(strategy="ddp", processes=2)
+    assert varied_axes([none, ddp]) == ["dist.strategy", "gpus"]
+    assert varied_axes([none, _config(processes=4)]) == []  # dist.processes of a one-process cell changes nothing
+    assert summary_row({"config": none, "train": {}})["gpus"] == 1
+    assert summary_row({"config": ddp, "train": {"ranks": 2}})["gpus"] == 2
+    assert summary_row({"config": ddp, "status": "unsupported"})["gpus"] == 2
