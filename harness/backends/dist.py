@@ -17,16 +17,17 @@ EXPECTED = {"ddp": ("MULTI_GPU", "MULTI_CPU"), "fsdp": ("FSDP",), "deepspeed": (
 
 
 def wrapped_layers(model: Any) -> list:
-    """The decoder-layer classes FSDP wraps one unit each (the model's ``_no_split_modules``)."""
-    base = model
-    for attribute in ("get_base_model",):  # a peft model: the transformers model under the adapter
-        if hasattr(base, attribute):
-            base = getattr(base, attribute)()
+    """The decoder-layer classes FSDP wraps one unit each: the model's ``_no_split_modules``, which accelerate
+    wraps when no class is named (the arguments are built before the model exists on a sharded rank)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # under a peft adapter
     return list(getattr(base, "_no_split_modules", None) or [])
 
 
 def deepspeed_config(dist: Any) -> Dict[str, Any]:
-    """A ZeRO config for the Trainer ("auto" values are filled from its own arguments)."""
+    """A ZeRO config for the Trainer ("auto" values are filled from its own arguments).
+
+    The Trainer's own optimizer (``train.optimizer``) stays: DeepSpeed refuses a client optimizer under ZeRO-Offload
+    unless ``zero_force_ds_cpu_optimizer`` is off, and one it has not tested (bitsandbytes' 8-bit AdamW) unless allowed."""
     zero: Dict[str, Any] = {"stage": dist.zero_stage, "overlap_comm": True, "contiguous_gradients": True}
     if dist.cpu_offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
@@ -35,11 +36,13 @@ def deepspeed_config(dist: Any) -> Dict[str, Any]:
     if dist.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True  # save_model writes whole weights
     return {"zero_optimization": zero, "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
-            "gradient_clipping": "auto", "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}}
+            "gradient_clipping": "auto", "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+            "zero_force_ds_cpu_optimizer": False, "zero_allow_untested_optimizer": True}
 
 
-def trainer_args(cfg: Any, model: Any) -> Dict[str, Any]:
-    """Extra ``SFTConfig`` arguments for ``cfg.dist`` (empty for one process)."""
+def trainer_args(cfg: Any, quantized: bool = False) -> Dict[str, Any]:
+    """Extra ``SFTConfig`` arguments for ``cfg.dist`` (empty for one process); ``quantized``: a bitsandbytes base, which
+    every rank loads onto its own GPU (bitsandbytes quantizes as it moves weights there), so not rank 0 alone."""
     dist = cfg.dist
     if not dist.enabled():
         return {}
@@ -50,12 +53,14 @@ def trainer_args(cfg: Any, model: Any) -> Dict[str, Any]:
         out["fsdp"] = True
         out["fsdp_config"] = {
             "version": dist.fsdp_version,
-            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-            "transformer_layer_cls_to_wrap": wrapped_layers(model),
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's _no_split_modules: one decoder layer a unit
             "reshard_after_forward": True if dist.fsdp_version == 2 else "FULL_SHARD",
             "cpu_offload": dist.cpu_offload,
             "activation_checkpointing": dist.activation_checkpointing,
             "state_dict_type": "FULL_STATE_DICT",  # save_model gathers whole weights on rank 0
+            # rank 0 reads the checkpoint, the others build on the meta device and get their shards from it: k copies
+            # of a 70B model in host memory would not fit
+            "cpu_ram_efficient_loading": not quantized,
         }
     elif dist.strategy == "deepspeed":
         out["deepspeed"] = deepspeed_config(dist)
@@ -77,7 +82,9 @@ def check_strategy(cfg: Any, trainer: Any) -> Dict[str, Any]:
     if kind == "FSDP":
         plugin = accelerator.state.fsdp_plugin
         seen.update(fsdp_version=plugin.fsdp_version, cpu_offload=offloads(plugin),
-                    activation_checkpointing=bool(plugin.activation_checkpointing))
+                    activation_checkpointing=bool(plugin.activation_checkpointing),
+                    cpu_ram_efficient_loading=bool(plugin.cpu_ram_efficient_loading),
+                    wrapped=plugin.transformer_cls_names_to_wrap or wrapped_layers(trainer.model))
     return seen
 
 

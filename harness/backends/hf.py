@@ -7,6 +7,7 @@ byte-identical batches.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -283,6 +284,8 @@ class HFBackend:
         self.tokenizer: Any = None
         self.model: Any = None
         self.trainer: Any = None
+        self.args: Any = None
+        """The trainer's arguments when they had to exist before the model loaded (a sharded rank); else built in train."""
         self.trainer_notes: Dict[str, Any] = {}
         """Added to ``train.trainer_settings``: what a framework changed, and anything else it used."""
 
@@ -342,6 +345,11 @@ class HFBackend:
 
         torch.manual_seed(self.cfg.train.seed)
         quantization = self._quantization()
+        # a rank of an FSDP/ZeRO cell: the distributed state and the plugin's environment before from_pretrained, so
+        # FSDP loads the weights on rank 0 only (cpu_ram_efficient_loading) and ZeRO-3 partitions them as they load
+        sharded = weights is None and self.cfg.dist.strategy in ("fsdp", "deepspeed") and "LOCAL_RANK" in os.environ
+        if sharded:
+            self.args = self._sft_config()
         kwargs: Dict[str, Any] = {"dtype": self.dtype, **self._hub_kwargs()}
         if not self.cfg.model.tiny and not self.cfg.model.allow_pickle:
             kwargs["use_safetensors"] = True  # unpickling .bin weights can run code; model.allow_pickle opts in
@@ -355,7 +363,7 @@ class HFBackend:
             if kwargs.get("use_safetensors") and NO_SAFETENSORS.search(str(exc)):
                 raise pickle_refused(self.cfg) from exc
             raise hub_error(self.cfg, exc) from exc
-        if quantization is None:
+        if quantization is None and not sharded:  # sharded: accelerate places each rank's shard itself
             model = model.to(self.ctx.device if self.ctx.device == "cpu" else f"cuda:{_cuda_index()}")
         if self.cfg.adapter() and weights is not None:
             import peft
@@ -438,7 +446,7 @@ class HFBackend:
         process; DDP needs none beyond torchrun's environment)."""
         from harness.backends.dist import trainer_args
 
-        return trainer_args(self.cfg, self.model)
+        return trainer_args(self.cfg, quantized=self.cfg.quant.mode != "none")
 
     def train(self, data: PreparedData, meter: StepMeter) -> Dict[str, Any]:
         """SFTTrainer over the pre-tokenized sets; returns the loss curve and stop reason."""
@@ -452,10 +460,11 @@ class HFBackend:
             meter.sync = torch.cuda.synchronize
         columns = lambda rows: [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]  # noqa: E731
         collator = CountingCollator(DataCollatorForLanguageModeling(pad_token_id=self.tokenizer.pad_token_id), meter)
-        callbacks = _callbacks(self.cfg, meter, getattr(self.ctx, "progress", None), log=_print_line)
+        first = os.environ.get("RANK", "0") == "0"  # of several ranks, rank 0 logs the (all-reduced) steps
+        callbacks = _callbacks(self.cfg, meter, getattr(self.ctx, "progress", None), log=_print_line if first else None)
         trainer = SFTTrainer(
             model=self.model,
-            args=self._sft_config(),
+            args=self.args or self._sft_config(),
             train_dataset=Dataset.from_list(columns(data.train)),
             eval_dataset=Dataset.from_list(columns(data.heldout)) if self.cfg.train.eval_every > 0 else None,
             processing_class=self.tokenizer,
@@ -509,6 +518,7 @@ class HFBackend:
             self.trainer.save_model(str(folder))  # FULL_STATE_DICT under FSDP/ZeRO-3; written by the main process only
             if not self.trainer.is_world_process_zero():
                 return folder
+            (folder / "training_args.bin").unlink(missing_ok=True)  # a pickle nothing loads: weights folders hold none
         else:
             self.model.save_pretrained(folder)
         if not self.cfg.adapter():

@@ -57,6 +57,9 @@ class HarnessConfig:
         if self.dist.enabled():
             require(self.framework.backend == "hf" and self.framework.env is None and not self.framework.runner, "dist",
                     self.dist.strategy, f"framework={self.framework.name} trains in one process; several ranks need framework=hf")
+            require(not (self.dist.activation_checkpointing and self.train.gradient_checkpointing),
+                    "dist.activation_checkpointing", True, "and train.gradient_checkpointing=true both recompute activations; "
+                    "keep one (under FSDP, dist.activation_checkpointing: no extra all-gather in backward)")
         for name in self.eval.enabled():  # files and caches an evaluator's block points at
             check_evaluator_config(name, getattr(self.eval, name), self.run.cache_dir)
         if any(name in JUDGED for name in self.eval.enabled()):  # a judge that cannot work fails before any training

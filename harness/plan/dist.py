@@ -98,6 +98,14 @@ class DistSetting:
                    dist.cpu_offload and dist.strategy != "ddp",  # DDP has nothing to offload
                    dist.activation_checkpointing, dist.fsdp_version, requested=dist.processes is not None)
 
+    def for_cell(self, x: Setting) -> "DistSetting":
+        """This setting as the run stores its weights: accelerate's FSDP prepare upcasts every trainable parameter to
+        fp32 under bf16/fp16 mixed precision (fsdp_utils.fsdp2_prepare_model; FSDP1 likewise), so a full fine-tune's
+        sharded weights, gradients and optimizer states are fp32; adapters already are, a frozen base is not."""
+        if self.strategy == "fsdp" and self.storage_bytes is None and not x.adapter and x.e < 4:
+            return replace(self, storage_bytes=4)
+        return self
+
     @property
     def shards_params(self) -> bool:
         """True for fsdp and ZeRO-3: each rank keeps 1/k of the weights."""
@@ -164,6 +172,7 @@ def _deepspeed_states(x: Setting, t: TermBytes) -> TermBytes:
 def rank_terms(x: Setting, d: DistSetting) -> Tuple[TermBytes, Dict[str, float], Dict[str, float], Dict[str, float], Dict[str, str]]:
     """One rank's terms: (TermBytes, rows alive in both phases, rows alive in forward/backward only, bytes moved to the
     CPU per row, how each row is split), all bytes."""
+    d = d.for_cell(x)
     t = term_bytes(x)
     if d.strategy == "deepspeed":
         t = _deepspeed_states(x, t)

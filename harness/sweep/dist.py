@@ -33,9 +33,13 @@ def problem(config: Dict[str, Any], device: str) -> Optional[str]:
     strategy = dist.get("strategy", "none")
     if strategy == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
         return "dist=deepspeed: DeepSpeed is not installed in the harness's environment; install it with: pip install deepspeed"
-    if strategy != "none" and device == "cpu" and (config.get("run") or {}).get("memory_cap_gib") is not None:
-        return ("run.memory_cap_gib: on CPU the cap watches the worker's whole process tree, so with dist it would cap "
-                "all ranks together, not each rank's device; drop the cap or run the ranks on GPUs")
+    if strategy != "none" and (config.get("run") or {}).get("memory_cap_gib") is not None:
+        return ("run.memory_cap_gib: not with dist: the cap emulates one smaller device for one process (on CPU it would "
+                "watch all ranks as one process tree); drop the cap, or plan per GPU with python -m harness.plan")
+    per_node = int(dist.get("processes") or 1) // int(dist.get("nodes") or 1)
+    if strategy != "none" and device != "cpu" and per_node > visible_gpu_count():
+        return (f"dist.processes={dist.get('processes')}: {per_node} ranks per node but {visible_gpu_count()} GPU(s) visible "
+                "to the cell (one rank per GPU; CUDA_VISIBLE_DEVICES or the allocation decides)")
     if strategy in ("fsdp", "deepspeed") and device == "cpu":
         return (f"dist={strategy}: accelerate enables {strategy.upper() if strategy == 'fsdp' else 'DeepSpeed'} only on "
                 "GPUs (on CPU ranks it would train DDP instead); run it with run.device=cuda, or use dist=ddp on CPU")

@@ -15,7 +15,7 @@ from typing import Any, Dict
 
 from harness.store.launch import SPAWN_TIME_ENV
 from harness.worker.outcome import Diverged, classify, one_line
-from harness.worker.phases import work
+from harness.worker.phases import EvaluationUnstarted, work
 from harness.worker.ranks import RankFailure, die_with_parent
 
 
@@ -61,6 +61,12 @@ def main(argv: list[str]) -> int:
         status, error = "diverged", str(exc)
     except RankFailure as exc:  # a dist cell's rank ended it (harness.worker.ranks); its traceback is in the log
         status, error = exc.status, str(exc)
+    except EvaluationUnstarted as exc:  # a dist cell trained ok; only its evaluations failed
+        cause = exc.__cause__ or exc
+        trace = traceback.format_exc()
+        print(trace, file=sys.stderr)
+        _fail_unfinished(spec, cell_dir, classify(cause), one_line(cause), trace)
+        status, error = str(record.get("status", "ok")), record.get("error")
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside a cell is a cell failure
         status, error = classify(exc), one_line(exc)
         if status == "oom" and spec["train"]:

@@ -240,8 +240,11 @@ def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: 
         if not spec["evals"]:
             return
         after: Dict[str, float] = {}  # the worker's own load and evaluation, beside rank 0's timings
-        cell = open_cell(cfg, spec, cell_dir, {}, after, progress)  # a scratch record: rank 0's stays as written
-        baselines = _load_trained(cfg, cell, cell_dir, record, after)
+        try:  # on one device, after the ranks: a model too big for it fails its evaluations, never the training
+            cell = open_cell(cfg, spec, cell_dir, {}, after, progress)  # a scratch record: rank 0's stays as written
+            baselines = _load_trained(cfg, cell, cell_dir, record, after)
+        except Exception as exc:  # noqa: BLE001 - classified by the worker's main
+            raise EvaluationUnstarted(exc) from exc
         diverged = evaluate_cell(spec, cell, cell_dir, baselines, after)
         timings.update({(f"eval_{key}" if key in ("imports", "data", "load") else key): value for key, value in after.items()})
         if diverged:
@@ -259,6 +262,11 @@ def work(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any], timings: 
     diverged = evaluate_cell(spec, cell, cell_dir, baselines, timings)
     if diverged:
         raise Diverged(diverged)
+
+
+class EvaluationUnstarted(Exception):
+    """A dist cell trained ok but its evaluation could not start (the weights do not load on one device): the
+    requested evaluations end with the cause's status, the training record stays ok."""
 
 
 def _load_trained(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], timings: Dict[str, float]) -> Dict[str, Any]:

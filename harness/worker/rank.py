@@ -51,10 +51,10 @@ class RankGroup:
         return combine(record, gathered)
 
 
-def _write_rank(cell_dir: Path, rank: int, result: Dict[str, Any]) -> None:
+def _write_rank(cell_dir: Path, rank: int, attempt: Any, result: Dict[str, Any]) -> None:
     from harness.files import write_json_atomic
 
-    write_json_atomic(cell_dir / RANKS_DIR / f"rank{rank}.json", {"rank": rank, **result})
+    write_json_atomic(cell_dir / RANKS_DIR / f"rank{rank}.json", {"rank": rank, "attempt": attempt, **result})
 
 
 def run_rank(spec: Dict[str, Any], cell_dir: Path, group: RankGroup) -> None:
@@ -101,9 +101,10 @@ def main(argv: List[str]) -> int:
         run_rank(spec, cell_dir, group)
     except BaseException as exc:  # noqa: BLE001 - the worker reads the status; torchrun stops the other ranks
         print(f"[rank{group.rank}] {traceback.format_exc()}", file=sys.stderr, flush=True)
-        _write_rank(cell_dir, group.rank, {"status": classify(exc), "error": one_line(exc), "traceback": traceback.format_exc()})
+        _write_rank(cell_dir, group.rank, (spec or {}).get("attempt"),
+                    {"status": classify(exc), "error": one_line(exc), "traceback": traceback.format_exc()})
         return 1
-    _write_rank(cell_dir, group.rank, {"status": "ok", "seconds": time.perf_counter() - begun})
+    _write_rank(cell_dir, group.rank, spec["attempt"], {"status": "ok", "seconds": time.perf_counter() - begun})
     return 0
 
 

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -101,20 +102,46 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def rank_failure(cell_dir: Path, failures: Dict[int, Any]) -> RankFailure:
-    """The cell's status from torchrun's failed ranks (global rank -> exit code) and the files the ranks left."""
-    written = {rank: read_json(cell_dir / RANKS_DIR / f"rank{rank}.json") or {} for rank in failures}
-    for rank, left in sorted(written.items()):
+def rank_results(cell_dir: Path, attempt: Optional[str] = None) -> Dict[int, Dict[str, Any]]:
+    """Global rank -> the result file it left (``ranks/rank<R>.json``), of every node, of this attempt when given."""
+    out = {}
+    for path in (cell_dir / RANKS_DIR).glob("rank*.json"):
+        left = read_json(path) or {}
+        if "rank" in left and (attempt is None or left.get("attempt") == attempt):
+            out[int(left["rank"])] = left
+    return out
+
+
+def rank_failure(cell_dir: Path, failures: Dict[int, Any], attempt: Optional[str] = None,
+                 oom_killed: bool = False) -> RankFailure:
+    """The cell's status from the failed ranks this node's torchrun saw (global rank -> exit code), the files every
+    rank left (a rank of another node included) and whether the kernel OOM-killed a process meanwhile."""
+    written = rank_results(cell_dir, attempt)
+    failed = {rank: left for rank, left in written.items() if left.get("status") not in (None, "ok")}
+    for rank, left in sorted(failed.items()):
         if left.get("status") == "oom":
             return RankFailure("oom", f"rank {rank}: {left.get('error')}")
     # torchrun SIGTERMs the ranks still running once one fails: those are not what ended the cell
     for rank, code in sorted(failures.items(), key=lambda item: (item[1] == -signal.SIGTERM, item[0])):
+        if code == -signal.SIGKILL and oom_killed:
+            return RankFailure("oom", f"rank {rank} was killed by the kernel's OOM killer (host memory ran out)")
         if code < 0:
             return RankFailure("crashed", f"rank {rank} was killed by {_signal_name(code)}; torchrun stopped the other ranks")
-    rank, left = sorted(written.items())[0]
-    if left.get("status"):
+    if failed:
+        rank, left = sorted(failed.items())[0]
         return RankFailure(str(left["status"]), f"rank {rank}: {left.get('error')}")
-    return RankFailure("crashed", f"rank {rank} exited with code {failures[rank]} and left no result")
+    rank = min(failures) if failures else 0
+    return RankFailure("crashed", f"rank {rank} exited with code {failures.get(rank)} and left no result")
+
+
+def _watch_other_nodes(cell_dir: Path, attempt: str, seen: threading.Event, ended: threading.Event) -> None:
+    """Several nodes: a rank of another node that failed leaves its file but this node's ranks would wait for it in
+    their collectives until NCCL's timeout; stop this node's agent (SIGTERM: torchrun stops its ranks) and say why."""
+    while not ended.wait(1.0):
+        if any(left.get("status") != "ok" for left in rank_results(cell_dir, attempt).values()):
+            seen.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 def _exit_codes(error: BaseException) -> Dict[int, int]:
@@ -148,12 +175,23 @@ def train_ranks(spec: Dict[str, Any], cell_dir: Path, environ: Optional[Dict[str
     print(f"dist={dist['strategy']}: {dist['processes']} ranks on {meet['nodes']} node(s), rendezvous "
           f"{meet['host']}:{meet['port']} (this is node {meet['machine_rank']})", flush=True)
     args = launch_command_parser().parse_args(launch_args(dist, meet, cell_dir))
+    from harness.measure.oom import oom_kill_count
+
+    before, remote, ended = oom_kill_count(), threading.Event(), threading.Event()
+    if meet["nodes"] > 1:
+        threading.Thread(target=_watch_other_nodes, args=(cell_dir, spec["attempt"], remote, ended), daemon=True).start()
     try:
         launch_command(args)
     except ChildFailedError as exc:
-        raise rank_failure(cell_dir, _exit_codes(exc)) from None
+        after = oom_kill_count()
+        raise rank_failure(cell_dir, _exit_codes(exc), spec["attempt"],
+                           before is not None and after is not None and after > before) from None
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
+        if remote.is_set():  # stopped because a rank of another node failed: that rank's status is the cell's
+            raise rank_failure(cell_dir, {}, spec["attempt"]) from None
         if code >= 128:
             os._exit(code)
         raise
+    finally:
+        ended.set()

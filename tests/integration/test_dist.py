@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import List
 
 import pytest
@@ -155,10 +154,11 @@ def test_fsdp_on_cpu_ends_unsupported_and_its_plugin_builds_up_to_cuda(harness_e
 
     cfg = HarnessConfig()
     cfg.dist = DistConfig(strategy="fsdp", processes=2, cpu_offload=True)
-    extra = trainer_args(cfg, SimpleNamespace(_no_split_modules=["LlamaDecoderLayer"]))
-    args = SFTConfig(output_dir=str(tmp_path / "t"), use_cpu=True, report_to=[], gradient_checkpointing=False, **extra)
+    args = SFTConfig(output_dir=str(tmp_path / "t"), use_cpu=True, report_to=[], gradient_checkpointing=False,
+                     **trainer_args(cfg))
     plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
-    assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap == ["LlamaDecoderLayer"]
+    assert plugin.fsdp_version == 2 and plugin.transformer_cls_names_to_wrap is None  # accelerate: _no_split_modules
+    assert plugin.cpu_ram_efficient_loading is True and os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"].lower() == "true"
     assert offloads(plugin) and plugin.reshard_after_forward is True
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type)
 

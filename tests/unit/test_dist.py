@@ -79,7 +79,10 @@ def test_what_this_machine_cannot_run_is_said_before_a_worker_starts(monkeypatch
     assert dist.problem(_config(strategy="ddp", processes=2), "cpu") is None
     capped = _config(strategy="ddp", processes=2)
     capped["run"]["memory_cap_gib"] = 1.0
-    assert "all ranks together" in dist.problem(capped, "cpu")
+    assert "not with dist" in dist.problem(capped, "cpu") and "not with dist" in dist.problem(capped, "cuda:x")
+    monkeypatch.setattr(dist, "visible_gpu_count", lambda: 4)
+    assert "8 ranks per node but 4 GPU(s)" in dist.problem(_config(strategy="ddp", processes=8), "cuda:x")
+    assert dist.problem(_config(strategy="ddp", processes=8, nodes=2), "cuda:x") is None
     monkeypatch.setattr(dist.importlib.util, "find_spec", lambda name: None)
     assert "pip install deepspeed" in dist.problem(_config(strategy="deepspeed", processes=2), "cuda:x")
     assert dist.worker_mode(_config(strategy="ddp", processes=2), "warm") == "spawn"
@@ -134,7 +137,15 @@ def test_the_rank_that_ended_the_cell_is_named(tmp_path):
     assert oom.status == "oom" and str(oom) == "rank 0: CUDA out of memory. Tried"
     write_json_atomic(tmp_path / "ranks" / "rank0.json", {"rank": 0, "status": "failed", "error": "ValueError: x"})
     assert (rank_failure(tmp_path, {0: 1}).status, str(rank_failure(tmp_path, {0: 1}))) == ("failed", "rank 0: ValueError: x")
+    (tmp_path / "ranks" / "rank0.json").unlink()
     assert rank_failure(tmp_path, {1: 3}).status == "crashed"  # exited without a word
+    killed = rank_failure(tmp_path, {1: -signal.SIGKILL}, oom_killed=True)
+    assert killed.status == "oom" and "OOM killer" in str(killed)
+    # a rank of another node (not in this node's torchrun failures) that ran out of memory names the cell's status;
+    # a file of an earlier attempt does not
+    write_json_atomic(tmp_path / "ranks" / "rank9.json", {"rank": 9, "attempt": "a2", "status": "oom", "error": "CUDA out of memory."})
+    assert str(rank_failure(tmp_path, {}, attempt="a2")) == "rank 9: CUDA out of memory."
+    assert rank_failure(tmp_path, {}, attempt="a3").status == "crashed"
 
 
 def test_one_node_meets_on_localhost_and_launches_every_rank(tmp_path):
@@ -157,19 +168,21 @@ def _hf_cfg(**dist):
 
 
 def test_fsdp_and_zero_become_the_trainer_arguments_accelerate_reads():
-    from harness.backends.dist import deepspeed_config, trainer_args
+    from harness.backends.dist import deepspeed_config, trainer_args, wrapped_layers
 
-    model = SimpleNamespace(_no_split_modules=["LlamaDecoderLayer"])
-    assert trainer_args(_hf_cfg(strategy="none"), model) == {}
-    fsdp = trainer_args(_hf_cfg(strategy="fsdp", cpu_offload=True, activation_checkpointing=True), model)
+    assert trainer_args(_hf_cfg(strategy="none")) == {}
+    fsdp = trainer_args(_hf_cfg(strategy="fsdp", cpu_offload=True, activation_checkpointing=True))
     assert fsdp["fsdp"] is True
-    assert fsdp["fsdp_config"] == {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-                                   "transformer_layer_cls_to_wrap": ["LlamaDecoderLayer"], "reshard_after_forward": True,
-                                   "cpu_offload": True, "activation_checkpointing": True, "state_dict_type": "FULL_STATE_DICT"}
+    assert fsdp["fsdp_config"] == {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
+                                   "cpu_offload": True, "activation_checkpointing": True, "state_dict_type": "FULL_STATE_DICT",
+                                   "cpu_ram_efficient_loading": True}
+    assert trainer_args(_hf_cfg(strategy="fsdp"), quantized=True)["fsdp_config"]["cpu_ram_efficient_loading"] is False
     zero3 = deepspeed_config(DistConfig(strategy="deepspeed", zero_stage=3, cpu_offload=True))["zero_optimization"]
     assert zero3["stage"] == 3 and zero3["offload_param"]["device"] == "cpu" and zero3["offload_optimizer"]["device"] == "cpu"
     zero2 = deepspeed_config(DistConfig(strategy="deepspeed", zero_stage=2, cpu_offload=True))["zero_optimization"]
     assert "offload_param" not in zero2 and zero2["offload_optimizer"]["device"] == "cpu"
+    assert deepspeed_config(DistConfig(strategy="deepspeed"))["zero_force_ds_cpu_optimizer"] is False  # the Trainer's AdamW
+    assert wrapped_layers(SimpleNamespace(_no_split_modules=["LlamaDecoderLayer"])) == ["LlamaDecoderLayer"]
 
 
 def test_a_strategy_accelerate_did_not_set_up_is_unsupported_not_recorded():
@@ -184,6 +197,18 @@ def test_a_strategy_accelerate_did_not_set_up_is_unsupported_not_recorded():
         check_strategy(_hf_cfg(strategy="fsdp"), trainer("MULTI_CPU"))
     with pytest.raises(UnsupportedError, match="dist.processes=2"):
         check_strategy(_hf_cfg(strategy="ddp"), trainer("MULTI_GPU", processes=1))
+
+
+def test_two_ways_of_recomputing_activations_are_refused():
+    from omegaconf import OmegaConf
+
+    from harness.config.schema import HarnessConfig
+
+    merged = OmegaConf.merge(OmegaConf.structured(HarnessConfig), {"dist": {"strategy": "fsdp", "processes": 2,
+                                                                             "activation_checkpointing": True},
+                                                                    "train": {"gradient_checkpointing": True}})
+    with pytest.raises(ConfigError, match="dist.activation_checkpointing"):
+        OmegaConf.to_object(merged)
 
 
 def test_a_framework_with_its_own_process_cannot_take_ranks():
@@ -207,3 +232,26 @@ def test_gpus_is_a_column_and_an_axis_and_a_one_process_cell_has_one():
     assert summary_row({"config": none, "train": {}})["gpus"] == 1
     assert summary_row({"config": ddp, "train": {"ranks": 2}})["gpus"] == 2
     assert summary_row({"config": ddp, "status": "unsupported"})["gpus"] == 2
+
+
+def test_an_evaluation_that_cannot_start_after_the_ranks_keeps_the_training_ok(tmp_path, monkeypatch):
+    import harness.worker.__main__ as worker
+    from harness.files import read_json
+    from harness.store.records import CELL_SPEC_NAME, RECORD_NAME
+    from harness.worker.phases import EvaluationUnstarted
+
+    spec = {"cell_id": "c", "identity": {}, "config": _config(strategy="ddp", processes=2), "attempt": "a1", "train": True,
+            "evals": {"perplexity": "perplexity-k"}}
+    write_json_atomic(tmp_path / CELL_SPEC_NAME, spec)
+
+    def trained_then_unloadable(spec, cell_dir, record, timings, progress=None):
+        record.update(status="ok", error=None, train={"ranks": 2})  # what rank 0 wrote
+        raise EvaluationUnstarted(MemoryError("CUDA out of memory on one device")) from MemoryError("x")
+
+    monkeypatch.setattr(worker, "die_with_parent", lambda *a: None)
+    monkeypatch.setattr(worker, "work", trained_then_unloadable)
+    assert worker.main(["worker", str(tmp_path)]) == 0
+    record = read_json(tmp_path / RECORD_NAME)
+    assert record["status"] == "ok" and record["train"]["ranks"] == 2
+    result = read_json(tmp_path / "evals" / "perplexity-k" / "result.json")
+    assert result["status"] == "oom" and result["attempt"] == "a1"
