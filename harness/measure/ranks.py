@@ -45,6 +45,12 @@ def _peak(entry: Dict[str, Any]) -> float:
     return float(value) if value is not None else float("-inf")
 
 
+def _loaded(entry: Dict[str, Any]) -> float:
+    """A rank's memory after loading: its device's allocated MiB, else its host RSS."""
+    after = entry.get("after_load") or {}
+    return float(after.get("cuda_allocated_mib") or after.get("host_rss_mib") or 0)
+
+
 def _sum(values: List[Any]) -> Optional[float]:
     """The sum, or None when any rank lacks the figure (a sum of part of the ranks is no global figure)."""
     return None if any(v is None for v in values) else sum(values)
@@ -81,8 +87,7 @@ def combine(record: Dict[str, Any], per_rank: List[Dict[str, Any]]) -> Dict[str,
     top = max(per_rank, key=_peak)
     peaks = [_peak(entry) for entry in per_rank if _peak(entry) != float("-inf")]
     memory["train_peak"] = {**(top.get("train_peak") or {}), "rank": top["rank"]}
-    memory["after_load"] = {**(max(per_rank, key=lambda e: (e.get("after_load") or {}).get("cuda_allocated_mib")
-                                   or (e.get("after_load") or {}).get("host_rss_mib") or 0).get("after_load") or {})}
+    memory["after_load"] = dict(max(per_rank, key=_loaded).get("after_load") or {})
     memory["rank_peak_max_mib"] = max(peaks) if peaks else None
     memory["rank_peak_min_mib"] = min(peaks) if peaks else None
     memory["rank_spread_mib"] = max(peaks) - min(peaks) if peaks else None

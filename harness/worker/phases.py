@@ -300,4 +300,3 @@ def _train_on_ranks(spec: Dict[str, Any], cell_dir: Path, record: Dict[str, Any]
     timings.update({k: v for k, v in (written.get("timings_s") or {}).items() if k not in timings})
     if record.get("status") == "diverged":
         raise Diverged(str(record.get("error")))
-    record["timings_s"] = dict(timings)
