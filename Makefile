@@ -127,13 +127,14 @@ bench: setup
 
 # The committed example reports: reports/<name>/ rebuilt from reports/<name>/records/ alone (no training, no
 # network), deterministically, so `make reports && git diff --exit-code reports/` passes.
-REPORT_SWEEPS ?= demo qlora-dora-tiny rank-quant-tiny methods-tiny targets-tiny data-scaling-tiny seeds-tiny
+REPORT_SWEEPS ?= demo qlora-dora-tiny rank-quant-tiny methods-tiny targets-tiny data-scaling-tiny seeds-tiny seed-claims-tiny
 
 reports: setup
 	@for dir in reports/*/records/*/; do \
 		name=$$(basename $$dir); \
 		$(PY) -m harness.report $$dir report.out=reports/$$name || exit 1; \
 	done
+	$(PY) -m harness.claims --records reports/seed-claims-tiny/records/seed-claims-tiny --out reports/claims > /dev/null
 
 # Rerun the tiny named sweeps in a fresh run root (nothing reused), export their records, rebuild the reports.
 reports-rerun: setup

@@ -11,7 +11,11 @@
 3. the planner calibrated on those records (``python -m harness.plan --sweeps``, leave-one-out errors);
 4. ``table.md``: per cell measured vs predicted per counter, tokens/s, MFU, energy; ``gpu-check.tar.gz``: the
    records, logs, table and environment. Both are rewritten after every cell, so a run cut short by its budget
-   still leaves everything it measured.
+   still leaves everything it measured;
+5. last, only when at least ``CLAIMS_MIN_LEFT_S`` (150 s) of the budget is left: the first cells of
+   ``sweeps/seed-claims.yaml`` (as many as the rest allows at ~90 s a cell; ``--device cpu``: the first 2 of
+   ``seed-claims-tiny``), through the harness's own sweep command into ``OUT/runs-claims/<sweep>/``, then
+   ``python -m harness.claims --records OUT/runs-claims/<sweep> --out OUT/claims`` (a failure there is one line).
 
 Cells run in order of value and only while the budget (``--budget-s``, default 780 s: a 15-minute device slot less
 start-up) has room for the next one's estimate; ``--dry-run`` prints the plan and its time estimate. Runs with
@@ -38,6 +42,13 @@ SHAPES = {"cuda": {"seq": 2048, "big": ["model=llama", "model.weights=random", "
           "cpu": {"seq": 128, "big": ["model=tiny-llama"], "small": ["model=tiny-qwen"], "gpu": None}}
 START_S = {"cuda": 40.0, "cpu": 15.0}
 """Per-cell cost besides the steps: worker start, random checkpoint build on first use, load."""
+CLAIMS = {"cuda": {"sweep": "seed-claims", "per_cell_s": 90.0, "most": None},
+          "cpu": {"sweep": "seed-claims-tiny", "per_cell_s": 30.0, "most": 2}}
+"""The claims stage per device: the named sweep whose first cells it runs, the estimate per cell, at most how many."""
+CLAIMS_MIN_LEFT_S = 150.0
+"""The claims stage runs only when at least this much of the budget is left."""
+CLAIMS_RESERVE_S = 30.0
+"""Kept back from the claims cells for ``python -m harness.claims`` and the archive."""
 
 
 def cells(device: str, unsloth: bool, gpus: int = 1) -> List[Dict[str, Any]]:
@@ -65,6 +76,77 @@ def cells(device: str, unsloth: bool, gpus: int = 1) -> List[Dict[str, Any]]:
     for cell in grid:
         cell["overrides"] = [*cell["overrides"], *COMMON, f"train.max_seq_len={seq}", f"run.device={device}"]
     return grid
+
+
+def claims_cells(device: str) -> List[str]:
+    """The cells of the claims sweep for this device (``hydra.sweeper.cells`` of sweeps/<sweep>.yaml), in order."""
+    import yaml
+
+    text = (REPO / "sweeps" / f"{CLAIMS[device]['sweep']}.yaml").read_text(encoding="utf-8")
+    return [str(cell) for cell in yaml.safe_load(text)["hydra"]["sweeper"]["cells"]]
+
+
+def claims_count(device: str, left_s: float, available: int) -> int:
+    """How many of the claims sweep's first cells fit ``left_s`` seconds of budget: none under CLAIMS_MIN_LEFT_S,
+    else (left - CLAIMS_RESERVE_S) at the device's estimate per cell, at most ``available`` (and 2 on a CPU)."""
+    if left_s < CLAIMS_MIN_LEFT_S:
+        return 0
+    plan = CLAIMS[device]
+    count = int((left_s - CLAIMS_RESERVE_S) // plan["per_cell_s"])
+    return max(0, min(count, available, plan["most"] or available))
+
+
+def claims_commands(device: str, count: int, out: Path, python: str) -> Dict[str, Any]:
+    """The claims stage's two commands: the named sweep cut to its first ``count`` cells (``hydra.sweeper.cells``
+    overridden on the command line; fixed settings and cell order are the sweep file's), and the claims check."""
+    sweep = CLAIMS[device]["sweep"]
+    chosen = claims_cells(device)[:count]
+    quoted = ",".join("'" + cell.replace("\\", "\\\\").replace("'", "\\'") + "'" for cell in chosen)
+    root = out / "runs-claims"
+    return {"sweep": sweep, "cells": chosen, "dir": root / sweep,
+            "run": [python, "-m", "harness", "-cn", sweep, f"hydra.sweeper.cells=[{quoted}]", f"run.root={root}",
+                    f"run.device={device}"],
+            "claims": [python, "-m", "harness.claims", "--records", str(root / sweep), "--out", str(out / "claims")]}
+
+
+def sweep_statuses(sweep_dir: Path) -> Dict[str, int]:
+    """status -> count over the cell records a sweep folder links to."""
+    counts: Dict[str, int] = {}
+    for path in sorted(sweep_dir.glob("*/record.json")) if sweep_dir.is_dir() else []:
+        status = str(json.loads(path.read_text()).get("status"))
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def run_claims(device: str, left_s: float, out: Path, python: str) -> List[str]:
+    """The claims stage (last): the claims sweep's first cells, then ``python -m harness.claims``; the notes' lines."""
+    available = len(claims_cells(device))
+    count = claims_count(device, left_s, available)
+    sweep = CLAIMS[device]["sweep"]
+    if not count:
+        return [f"claims: not run, {left_s:.0f} s left of the budget (needs {CLAIMS_MIN_LEFT_S:.0f} s)"]
+    plan = claims_commands(device, count, out, python)
+    print(f"[gpu-check] claims: the first {count} of {available} cells of sweeps/{sweep}.yaml ({left_s:.0f} s left)",
+          flush=True)
+    stage_end = time.monotonic() + left_s
+    code = _run(plan["run"], out / "claims-sweep.log", left_s - CLAIMS_RESERVE_S)
+    counts = sweep_statuses(plan["dir"])
+    said = ", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "no records"
+    notes = [f"claims sweep {sweep}: first {count} of {available} cells, {said}; exit {code} "
+             f"(log claims-sweep.log; unsupported and oom are results)"]
+    if not counts:
+        return notes + ["claims: not checked, the claims sweep left no records"]
+    left = max(30.0, stage_end - time.monotonic())
+    try:
+        check = subprocess.run(plan["claims"], capture_output=True, text=True, cwd=REPO, timeout=left,
+                               env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    except subprocess.TimeoutExpired:
+        return notes + [f"claims: python -m harness.claims stopped after {left:.0f} s (budget)"]
+    (out / "claims.log").write_text(check.stdout + check.stderr)
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or check.stdout.strip().splitlines() or ["?"])[-1]
+        return notes + [f"claims: python -m harness.claims failed (exit {check.returncode}): {last[:300]} (log claims.log)"]
+    return notes + [f"claims: checked against {plan['dir'].relative_to(out)}; results in claims/ (log claims.log)"]
 
 
 def _run(command: List[str], log: Path, timeout: float) -> int:
@@ -215,6 +297,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"gpu-check on {args.device}: {len(grid)} cells, estimated {total:.0f} s (budget {args.budget_s:.0f} s)")
     for cell in grid:
         print(f"  {cell['name']:<22} ~{cell['estimate_s']:5.0f} s  {' '.join(cell['overrides'])}")
+    claims_left = args.budget_s - total  # by the estimates; the run decides on the time really left
+    count = claims_count(args.device, claims_left, len(claims_cells(args.device)))
+    if count:
+        plan = claims_commands(args.device, count, args.out.resolve(), args.python)
+        print(f"  then, with >= {CLAIMS_MIN_LEFT_S:.0f} s left (~{claims_left:.0f} s by the estimates): the first {count} "
+              f"cells of sweeps/{plan['sweep']}.yaml (~{CLAIMS[args.device]['per_cell_s']:.0f} s each), and the claims:")
+        print(f"    {' '.join(plan['run'])}")
+        print(f"    {' '.join(plan['claims'])}")
+    else:
+        print(f"  then the claims stage only with >= {CLAIMS_MIN_LEFT_S:.0f} s left (~{claims_left:.0f} s by the estimates: "
+              f"not run)")
     if args.dry_run:
         return 0
     out = args.out.resolve()
@@ -253,6 +346,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                capture_output=True, text=True, cwd=REPO, timeout=300)
         text = calib.stdout
         (out / "calibration.txt").write_text(text[text.find("# calibration"):] if "# calibration" in text else text + calib.stderr)
+    write_outputs(out, args.device, grid, env, notes)
+    # last: the claims sweep's first cells and the claims check, in what is left (its cells' statuses are results)
+    notes += run_claims(args.device, args.budget_s - (time.monotonic() - started), out, args.python)
     write_outputs(out, args.device, grid, env, notes)
     print((out / "table.md").read_text())
     print(f"[gpu-check] {time.monotonic() - started:.0f} s; table: {out / 'table.md'}; archive: {out / 'gpu-check.tar.gz'}")

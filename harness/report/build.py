@@ -6,6 +6,8 @@
     report.tex                     the same tables as booktabs LaTeX
     report.html                    tables and interactive plots in one file that opens from disk offline
 
+``page`` is that HTML page as text, for a room that shows its own section first (the claims' page).
+
 Everything is rebuilt from the records alone and deterministically (no timestamps, fixed
 plot ids), so a committed report can be checked with ``git diff --exit-code``.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -23,6 +25,9 @@ from harness.config.report import LoggerConfig, ReportConfig
 from harness.errors import ConfigError
 from harness.files import write_text_atomic
 from harness.report.data import ReportData, load
+
+if TYPE_CHECKING:
+    from harness.report.pivot import Table
 
 
 def out_dir(sweeps: Sequence[Path], cfg: ReportConfig) -> Path:
@@ -47,7 +52,8 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
+def write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
+    """Write ``frame`` as ``stem``.csv and ``stem``.parquet (mixed-type columns as text there), each atomically."""
     csv_path, parquet_path = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
     write_text_atomic(csv_path, frame.to_csv(index=False))
     tmp = parquet_path.with_name(f".{parquet_path.name}.tmp")
@@ -63,13 +69,10 @@ def _header(data: ReportData) -> str:
     return f"# Report: {names}\n\n{len(data.wide)} cells ({status}).\n\n"
 
 
-def write_report(data: ReportData, cfg: ReportConfig, where: Path) -> List[Path]:
-    """Write the report files for ``data`` into ``where``; return their paths."""
+def pivot_tables(data: ReportData, cfg: ReportConfig) -> List["Table"]:
+    """The report's pivot tables: the layout the sweep varied, overridden by report.rows / cols / values."""
     from harness.report.pivot import build_tables, default_layout
-    from harness.report.publish import table_html, to_latex, to_markdown
 
-    where.mkdir(parents=True, exist_ok=True)
-    written = _write_frame(data.wide, where / "cells") + _write_frame(data.tidy, where / "metrics")
     layout = default_layout(data)
     layout.rows = list(cfg.rows) if cfg.rows is not None else layout.rows
     layout.cols = list(cfg.cols) if cfg.cols is not None else layout.cols
@@ -78,7 +81,39 @@ def write_report(data: ReportData, cfg: ReportConfig, where: Path) -> List[Path]
     if unknown:
         raise ConfigError(f"report.values: no column {', '.join(unknown)} in these cells "
                           f"(see cells.csv for the columns; e.g. peak_mem_mib, tokens_per_s, eval_loss)")
-    tables = build_tables(data, layout, cfg.baseline)
+    return build_tables(data, layout, cfg.baseline)
+
+
+def _tables_html(tables: Sequence["Table"]) -> List[Tuple[str, str]]:
+    from harness.report.publish import table_html
+
+    return [(t.title, table_html(t)) for t in tables]
+
+
+def page(data: ReportData, cfg: ReportConfig, sections: Sequence[Tuple[str, str]] = (), title: Optional[str] = None,
+         footer: Optional[str] = None) -> str:
+    """The report.html page of ``data`` as text, with ``sections`` ((title, trusted HTML) pairs) first.
+
+    What ``write_report`` writes as report.html, without writing any other file; ``data`` of no cells gives a page
+    of the sections alone (no status, tables, plots or environment).
+    """
+    from harness.report.html import render
+
+    tables = pivot_tables(data, cfg) if not data.wide.empty else []
+    return render(data, _tables_html(tables), sections, title, footer)
+
+
+def write_report(data: ReportData, cfg: ReportConfig, where: Path,
+                 sections: Sequence[Tuple[str, str]] = ()) -> List[Path]:
+    """Write the report files for ``data`` into ``where``; return their paths.
+
+    sections: (title, trusted HTML) pairs that report.html shows before its tables, each with a nav link.
+    """
+    from harness.report.publish import to_latex, to_markdown
+
+    where.mkdir(parents=True, exist_ok=True)
+    written = write_frame(data.wide, where / "cells") + write_frame(data.tidy, where / "metrics")
+    tables = pivot_tables(data, cfg)
     write_text_atomic(where / "report.md", _header(data) + to_markdown(tables))
     written.append(where / "report.md")
     if cfg.latex:
@@ -87,7 +122,7 @@ def write_report(data: ReportData, cfg: ReportConfig, where: Path) -> List[Path]
     if cfg.html:
         from harness.report.html import write_html
 
-        write_html(data, [(t.title, table_html(t)) for t in tables], where / "report.html")
+        write_html(data, _tables_html(tables), where / "report.html", sections)
         written.append(where / "report.html")
     return written
 

@@ -1,14 +1,17 @@
 """The offline HTML report: one self-contained file (tables, plots, environment), no network.
 
-plotly.js is inlined once, in the page head; each figure is a div with a fixed id and its own
-``Plotly.newPlot`` call. The page names no URL (no CDN, no web font), carries no timestamp,
-and is byte-identical when rebuilt from the same records.
+plotly.js is inlined once, in the page head, when the page has a plot; each figure is a div with
+a fixed id and its own ``Plotly.newPlot`` call. The page names no URL (no CDN, no web font),
+carries no timestamp, and is byte-identical when rebuilt from the same records. Other rooms'
+output (the claims table) can go first on the page as extra sections; a page of no cells has
+no status or environment tables.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -104,33 +107,64 @@ def _caption(title: str) -> str:
     return next((text for prefix, text in CAPTIONS.items() if title.startswith(prefix)), "")
 
 
-def render(data: ReportData, tables_html: Sequence[Tuple[str, str]]) -> str:
-    """The page as text (what ``write_html`` writes)."""
-    from plotly.offline import get_plotlyjs
+def section_ids(titles: Sequence[str]) -> List[str]:
+    """A fixed anchor per extra section, from its title (``claims``), clear of the page's own anchors."""
+    taken = {"status", "tables", "plots", "environment"}
+    ids: List[str] = []
+    for title in titles:
+        base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") or "section"
+        ident, n = base, 2
+        while ident in taken:
+            ident, n = f"{base}-{n}", n + 1
+        taken.add(ident)
+        ids.append(ident)
+    return ids
 
+
+def render(data: ReportData, tables_html: Sequence[Tuple[str, str]], sections: Sequence[Tuple[str, str]] = (),
+           title: Optional[str] = None, footer: Optional[str] = None) -> str:
+    """The page as text (what ``write_html`` writes).
+
+    sections: (title, trusted HTML) pairs shown first, each with a nav link; title replaces ``Report: <sweeps>``;
+    footer (plain text) replaces the line that names ``python -m harness.report``.
+    """
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
                       keep_trailing_newline=True)
     plots = figures(data)
-    divs = [{"id": pid, "title": title, "caption": _caption(title),
+    divs = [{"id": pid, "title": name, "caption": _caption(name),
              "html": Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=pid, config=CONFIG))}
-            for pid, (title, fig) in zip(plot_ids(plots), plots)]
+            for pid, (name, fig) in zip(plot_ids(plots), plots)]
     headers, env_rows = environments(data)
     sweeps = list(dict.fromkeys(Path(s).name for s in data.sweeps))
+    extra = [{"id": ident, "title": name, "html": Markup(html)}
+             for ident, (name, html) in zip(section_ids([name for name, _ in sections]), sections)]
     return env.get_template("report.html.j2").render(
-        title="Report: " + ", ".join(sweeps) if sweeps else "Report",
+        title=title if title is not None else ("Report: " + ", ".join(sweeps) if sweeps else "Report"),
         sweeps=sweeps,
         n_cells=len(data.wide),
         axes=data.axes,
         legend=status_legend(data),
         problems=problems(data),
+        sections=extra,
         tables=[{"title": t, "html": Markup(h)} for t, h in tables_html],
         plots=divs,
         env_headers=headers,
         env_rows=env_rows,
-        plotly_js=Markup(get_plotlyjs()),
+        plotly_js=_plotly_js() if divs else "",
+        footer=footer or "",
     )
 
 
-def write_html(data: ReportData, tables_html: Sequence[Tuple[str, str]], path: Path) -> None:
-    """Write the self-contained report page to ``path`` (tables_html: (title, trusted <table> HTML) pairs)."""
-    write_text_atomic(Path(path), render(data, tables_html))
+def _plotly_js() -> Markup:
+    # Imported only for a page that has a plot: a page of claims alone needs no plotly (and stays ~4 MB smaller)
+    from plotly.offline import get_plotlyjs
+
+    return Markup(get_plotlyjs())
+
+
+def write_html(data: ReportData, tables_html: Sequence[Tuple[str, str]], path: Path,
+               sections: Sequence[Tuple[str, str]] = (), title: Optional[str] = None,
+               footer: Optional[str] = None) -> None:
+    """Write the self-contained report page to ``path`` (tables_html: (title, trusted <table> HTML) pairs;
+    sections, title, footer: as ``render`` takes them)."""
+    write_text_atomic(Path(path), render(data, tables_html, sections, title, footer))

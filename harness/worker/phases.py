@@ -175,9 +175,36 @@ def train_cell(cfg: Any, cell: Opened, cell_dir: Path, record: Dict[str, Any], t
     _phase(cell, "save")
     mark = time.perf_counter()
     weights = cell.backend.save_weights(cell_dir)
-    record["artifacts"] = {"weights": weights.name if weights else None}
+    record["artifacts"] = saved_artifacts(weights)
+    record["definitions"].update(ARTIFACT_DEFINITIONS)
     timings["save"] = time.perf_counter() - mark
     return baselines
+
+
+ARTIFACT_DEFINITIONS = {
+    "artifacts.weights": "the saved weights' folder (or file) name in the cell folder: adapter, or model for a kept "
+                         "full fine-tune; None when nothing was saved",
+    "artifacts.bytes": "size of every regular file under the saved weights (its path relative to them, e.g. "
+                       "adapter_model.safetensors, adapter_config.json), bytes; None when nothing was saved",
+    "artifacts.total_bytes": "sum of artifacts.bytes, bytes; None when nothing was saved",
+}
+"""Definitions of ``record["artifacts"]`` (merged into ``record["definitions"]``)."""
+
+
+def saved_artifacts(weights: Optional[Path]) -> Dict[str, Any]:
+    """``record["artifacts"]``: the saved weights' name and the size of each of its files (a folder's regular files,
+    by path relative to it, or the one file), and their total; None values when nothing was saved."""
+    if not weights:
+        return {"weights": None, "bytes": None, "total_bytes": None}
+    weights = Path(weights)
+    if weights.is_file():
+        files = {weights.name: weights.stat().st_size}
+    elif weights.is_dir():
+        files = {path.relative_to(weights).as_posix(): path.stat().st_size for path in sorted(weights.rglob("*"))
+                 if path.is_file() and not path.is_symlink()}
+    else:  # named but not here (a rank other than 0 of a dist cell: rank 0 wrote it)
+        files = None
+    return {"weights": weights.name, "bytes": files, "total_bytes": sum(files.values()) if files is not None else None}
 
 
 def _baselines(cfg: Any, cell: Opened, cell_id: str, timings: Dict[str, float], may_compute: bool) -> Dict[str, Any]:

@@ -8,10 +8,17 @@ and exits with status 2, having computed nothing.
 With ``run.oom_frontier=true`` (the default) the jobs are launched in ascending predicted
 memory (``harness.sweep.frontier.order``), so a cell that runs out of memory does so before the
 larger cells it rules out; the manifest numbers the jobs in that launch order.
+
+``hydra.sweeper.cells`` (optional) lists heterogeneous cells instead of one Cartesian grid: each entry is one
+cell's overrides in one string (split like a shell line, ``"model=mistral quant=4bit lora.r=16"``). The jobs are,
+cell by cell in the listed order, the grid of that cell's overrides + ``hydra.sweeper.params`` + the command line's
+arguments; where params or an argument sets a key (or config group) the cell sets too, the params/argument wins.
+Without ``cells`` the jobs are BasicSweeper's grid, exactly.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +26,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import OverrideParseException
 
 from harness.errors import ConfigError
 
@@ -30,20 +39,71 @@ class ValidatingSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.harness_sweeper.ValidatingSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
+    cells: Optional[List[str]] = None
+    """Heterogeneous cells: one string of overrides per cell (``"model=mistral peft=full quant=none"``); None = a grid."""
+
+
+def parse_cells(parser: OverridesParser, cells: Optional[List[str]]) -> Optional[List[List[Override]]]:
+    """Each cell string of ``hydra.sweeper.cells`` as Hydra's parsed overrides; None without cells.
+
+    An empty or unparsable cell is a one-line ConfigError naming ``hydra.sweeper.cells[i]``.
+    """
+    if not cells:
+        return None
+    parsed: List[List[Override]] = []
+    for index, text in enumerate(cells):
+        where = f"hydra.sweeper.cells[{index}]"
+        try:
+            words = shlex.split(str(text))
+        except ValueError as exc:  # an unclosed quote
+            raise ConfigError(f"{where}={str(text)!r}: cannot split it into overrides ({exc}); "
+                              "write one cell as 'key=value key=value'") from None
+        if not words:
+            raise ConfigError(f"{where}={str(text)!r}: an empty cell; write its overrides as 'key=value key=value'")
+        try:
+            parsed.append(parser.parse_overrides(words))
+        except OverrideParseException as exc:
+            lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
+            reason = lines[1] if len(lines) > 1 else "not key=value"
+            raise ConfigError(f"{where}={str(text)!r}: cannot parse {exc.override} ({reason}); write key=value") from None
+    return parsed
+
+
+def expand(overrides: List[Override], cells: Optional[List[List[Override]]]) -> List[List[str]]:
+    """Every job's overrides: BasicSweeper's grid of ``overrides`` (params + arguments); with cells, for each cell
+    in order the grid of its overrides + ``overrides``, a cell's override of a key (or group) that ``overrides``
+    set too dropped (compared on ``key_or_group``: the params/command-line value wins)."""
+    if cells is None:
+        return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    given = {override.key_or_group for override in overrides}
+    jobs: List[List[str]] = []
+    for cell in cells:
+        kept = [override for override in cell if override.key_or_group not in given]
+        jobs += [job for batch in BasicSweeper.split_arguments(kept + list(overrides), None) for job in batch]
+    return jobs
 
 
 class ValidatingSweeper(BasicSweeper):
     """BasicSweeper that refuses to launch a grid containing an invalid cell."""
 
+    def __init__(self, max_batch_size: Optional[int], params: Optional[Dict[str, str]] = None,
+                 cells: Optional[List[str]] = None) -> None:
+        super().__init__(max_batch_size, params)
+        self.cells = [str(cell) for cell in cells] if cells is not None else None
+
+    def _parsed_cells(self) -> Optional[List[List[Override]]]:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        return parse_cells(parser, self.cells)
+
     def _job_overrides(self, arguments: List[str]) -> List[List[str]]:
         params = [f"{k}={v}" for k, v in (self.params or {}).items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = BasicSweeper.split_arguments(parser.parse_overrides(params), None)
-        return [job for batch in batches for job in batch]
+        return expand(parser.parse_overrides(params), self._parsed_cells())
 
     def split_arguments(self, overrides: List[Any], max_batch_size: Optional[int]) -> List[List[List[str]]]:  # type: ignore[override]
-        """BasicSweeper's jobs, in the launch order ``_write_manifest`` chose (``self._order``), in batches."""
-        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        """The jobs of ``_job_overrides`` (``expand``), in the launch order ``_write_manifest`` chose
+        (``self._order``), in batches."""
+        jobs = expand(overrides, self._parsed_cells())
         order = getattr(self, "_order", None)
         if order is not None and sorted(order) == list(range(len(jobs))):
             jobs = [jobs[i] for i in order]
@@ -55,7 +115,11 @@ class ValidatingSweeper(BasicSweeper):
 
         problems: List[str] = []
         valid: List[Tuple[List[str], Any, Dict[str, Any]]] = []
-        for overrides in self._job_overrides(arguments):
+        try:
+            jobs = self._job_overrides(arguments)
+        except ConfigError as exc:  # a cell of hydra.sweeper.cells that is empty or cannot be parsed
+            jobs, problems = [], [str(exc)]
+        for overrides in jobs:
             try:  # composing can fail too (quant=3bit, train.lrr=1): one line each, like validation
                 job_cfg = compose_job(self.hydra_context.config_loader, self.config, overrides)
                 typed, plain = validate(job_cfg)
