@@ -40,7 +40,8 @@ class ValidatingSweeperConf:
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
     cells: Optional[List[str]] = None
-    """Heterogeneous cells: one string of overrides per cell (``"model=mistral peft=full quant=none"``); None = a grid."""
+    """Heterogeneous cells: one string of overrides per cell (``"model=mistral peft=full quant=none"``); None (or an
+    empty list) = one grid, BasicSweeper's."""
 
 
 def parse_cells(parser: OverridesParser, cells: Optional[List[str]]) -> Optional[List[List[Override]]]:
@@ -63,8 +64,9 @@ def parse_cells(parser: OverridesParser, cells: Optional[List[str]]) -> Optional
         try:
             parsed.append(parser.parse_overrides(words))
         except OverrideParseException as exc:
-            lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
-            reason = lines[1] if len(lines) > 1 else "not key=value"
+            lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()
+                     and not line.startswith(("See https://", "Error parsing override"))]
+            reason = lines[0] if lines else "not key=value"
             raise ConfigError(f"{where}={str(text)!r}: cannot parse {exc.override} ({reason}); write key=value") from None
     return parsed
 
@@ -92,7 +94,10 @@ class ValidatingSweeper(BasicSweeper):
         self.cells = [str(cell) for cell in cells] if cells is not None else None
 
     def _parsed_cells(self) -> Optional[List[List[Override]]]:
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        if self.cells is None:  # a plain grid: nothing to parse (and no Hydra context needed)
+            return None
+        context = getattr(self, "hydra_context", None)
+        parser = OverridesParser.create(config_loader=context.config_loader if context else None)
         return parse_cells(parser, self.cells)
 
     def _job_overrides(self, arguments: List[str]) -> List[List[str]]:

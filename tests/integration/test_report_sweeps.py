@@ -7,7 +7,6 @@ Composing is what the sweeper does before any cell runs, so a grid that would be
 from __future__ import annotations
 
 import functools
-import itertools
 from pathlib import Path
 from typing import Any, List
 
@@ -19,14 +18,20 @@ from harness.config.compose import CONF_DIR, register
 pytestmark = pytest.mark.integration
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 SWEEPS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
-TWINS = ["rank-quant", "methods", "qlora-dora", "targets", "data-scaling", "seeds"]
+TWINS = ["rank-quant", "methods", "qlora-dora", "targets", "data-scaling", "seeds", "seed-claims"]
 """Real-model experiments that each have a CPU twin NAME-tiny."""
 
 
 def _grid(name: str) -> List[List[str]]:
-    params = yaml.safe_load((SWEEPS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))["hydra"]["sweeper"]["params"]
-    return [list(point) for point in itertools.product(*[[f"{k}={v}" for v in str(vals).split(",")]
-                                                         for k, vals in params.items()])]
+    """The sweep's jobs: the grid of hydra.sweeper.params, or each of hydra.sweeper.cells with it (as the sweeper)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.harness_sweeper.harness_sweeper import expand, parse_cells
+
+    sweeper = yaml.safe_load((SWEEPS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))["hydra"]["sweeper"]
+    parser = OverridesParser.create()
+    params = parser.parse_overrides([f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()])
+    return expand(params, parse_cells(parser, sweeper.get("cells")))
 
 
 @pytest.fixture(scope="module")

@@ -83,12 +83,18 @@ SWEEPS = sorted(p.stem for p in (CONF.parent / "sweeps").glob("*.yaml"))
 
 @pytest.mark.parametrize("name", SWEEPS)
 def test_every_named_sweep_validates_every_cell(name):
-    import itertools
+    """Every job the sweeper would launch: the grid of hydra.sweeper.params, or each of hydra.sweeper.cells with it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = _compose_named(name, []).hydra.sweeper.params
-    axes = [[f"{key}={value}" for value in str(values).split(",")] for key, values in params.items()]
-    for combo in itertools.product(*axes):
-        typed, _ = validate(_compose_named(name, combo))
+    from hydra_plugins.harness_sweeper.harness_sweeper import expand, parse_cells
+
+    sweeper = _compose_named(name, []).hydra.sweeper
+    parser = OverridesParser.create()
+    params = [f"{key}={value}" for key, value in (sweeper.params or {}).items()]
+    jobs = expand(parser.parse_overrides(params), parse_cells(parser, list(sweeper.cells or [])))
+    assert jobs and len({tuple(job) for job in jobs}) == len(jobs)
+    for job in jobs:
+        typed, _ = validate(_compose_named(name, job))
         assert typed.run.sweep == name
 
 

@@ -53,3 +53,44 @@ def test_table_and_archive_from_partial_results(tmp_path: Path) -> None:
     assert "| qlora-b1 | not run (budget) |" in table and "a note" in table
     with tarfile.open(tmp_path / "gpu-check.tar.gz") as tar:
         assert "runs/gc-lora-b1/cell-1/record.json" in tar.getnames() and "table.md" in tar.getnames()
+
+
+def test_the_claims_stage_runs_only_with_150_s_left_and_as_many_cells_as_fit() -> None:
+    cuda = len(gpu_check.claims_cells("cuda"))
+    assert cuda == 13 and gpu_check.claims_cells("cuda")[0] == "model=llama quant=4bit lora.r=16 train.batch_size=1"
+    assert gpu_check.claims_count("cuda", 149.0, cuda) == 0  # under ~150 s: no claims stage at all
+    assert gpu_check.claims_count("cuda", 150.0, cuda) == 1  # (150 - 30 kept for the check) // 90
+    assert gpu_check.claims_count("cuda", 300.0, cuda) == 3
+    assert gpu_check.claims_count("cuda", 5000.0, cuda) == cuda  # never more cells than the sweep has
+    assert gpu_check.claims_count("cpu", 149.0, 11) == 0
+    assert gpu_check.claims_count("cpu", 780.0, 11) == 2  # the CPU rehearsal only exercises the path
+
+
+def test_the_claims_commands_are_the_named_sweep_cut_to_its_first_cells(tmp_path: Path) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plan = gpu_check.claims_commands("cuda", 3, tmp_path, "python")
+    assert plan["run"][:5] == ["python", "-m", "harness", "-cn", "seed-claims"]
+    assert f"run.root={tmp_path / 'runs-claims'}" in plan["run"] and "run.device=cuda" in plan["run"]
+    (cells,) = [o for o in plan["run"] if o.startswith("hydra.sweeper.cells=")]
+    assert OverridesParser.create().parse_overrides([cells])[0].value() == gpu_check.claims_cells("cuda")[:3]
+    assert plan["claims"] == ["python", "-m", "harness.claims", "--records", str(tmp_path / "runs-claims" / "seed-claims"),
+                              "--out", str(tmp_path / "claims")]
+    tiny = gpu_check.claims_commands("cpu", 2, tmp_path, "python")
+    assert tiny["sweep"] == "seed-claims-tiny" and all("model=tiny-" in cell for cell in tiny["cells"])
+
+
+def test_the_claims_stage_says_why_it_did_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpu_check, "_run", lambda *a, **k: pytest.fail("nothing runs without the budget"))
+    assert gpu_check.run_claims("cuda", 100.0, tmp_path, "python") == [
+        "claims: not run, 100 s left of the budget (needs 150 s)"]
+
+
+def test_dry_run_prints_the_claims_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(gpu_check, "predict", lambda cell, device, python: {"tokens_per_s": 1e6})
+    assert gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--dry-run", "--python", "python"]) == 0
+    printed = capsys.readouterr().out
+    assert "the first 2 cells of sweeps/seed-claims-tiny.yaml" in printed
+    assert "python -m harness -cn seed-claims-tiny hydra.sweeper.cells=['model=tiny-llama quant=4bit" in printed
+    assert f"python -m harness.claims --records {tmp_path.resolve() / 'runs-claims' / 'seed-claims-tiny'}" in printed
+    assert not (tmp_path / "runs").exists()  # a dry run runs nothing
