@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-from harness.errors import ConfigError
 
 MATCH = (("model", "arch"), ("model", "num_layers"), ("model", "hidden_size"), ("model", "intermediate_size"),
          ("model", "num_heads"), ("model", "num_kv_heads"), ("model", "vocab_size"), ("model", "tie_embeddings"),
@@ -28,19 +27,10 @@ MEMORY_COUNTERS = ("nvml_process_peak_mib", "cuda_peak_reserved_mib", "cuda_peak
 
 
 def load(folders: Iterable[Path]) -> List[Dict[str, Any]]:
-    """Every cell view (record with its evaluations) of the sweep folders; a folder of sweeps is searched one level down."""
-    from harness.store.layout import load_sweep
+    """Every cell view (record with its evaluations) of the sweep folders that has a config (the planner's loader)."""
+    from harness.plan.html import load_record_views
 
-    views: Dict[str, Dict[str, Any]] = {}
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ConfigError(f"--records={folder}: no such folder")
-        found = load_sweep(folder)
-        if not found:
-            found = [v for child in sorted(p for p in folder.iterdir() if p.is_dir()) for v in load_sweep(child)]
-        views.update({str(v.get("cell_id")): v for v in found if v.get("config")})
-    return list(views.values())
+    return [v for v in load_record_views(folders) if v.get("config")]
 
 
 def _dist(config: Dict[str, Any]) -> tuple:
