@@ -21,11 +21,14 @@ from harness.sweep.job import STATE, task  # noqa: E402
 from harness.sweep.preflight import check_command_line  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+USAGE = "usage: python -m harness [-m] [-cn NAME] [--cfg job] [key=value ...]"
 
 
 def main() -> None:
     """Entry point; exits 0 when every cell ended ok, 1 when one did not, 2 on bad config, 130 on Ctrl-C."""
     register()
+    if "-h" in sys.argv[1:] or "--help" in sys.argv[1:]:  # Hydra's help (conf/config.yaml) follows; it has no usage line
+        print(USAGE, end="\n\n", flush=True)
     try:  # before hydra.main: Hydra reports composition errors in many lines and creates folders
         check_command_line(sys.argv[1:], CONF_DIR)
     except ConfigError as exc:

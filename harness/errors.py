@@ -29,6 +29,11 @@ class StoreError(HarnessError):
     """A store path or layout problem; one line."""
 
 
+class CorruptFileError(StoreError):
+    """A store file that exists but does not parse (a truncated ``record.json``, a ``manifest.json`` of ``{}``);
+    the message names the file and what to do."""
+
+
 class ConfigError(HarnessError):
     """An invalid configuration value; the message names the command-line key."""
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from harness.errors import StoreError
+from harness.errors import CorruptFileError, StoreError, safe_repr
 
 
 def stable_digest(payload: Any, length: int) -> str:
@@ -95,6 +95,16 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     report on a run (``progress.json``), where an fsync would cost the run time.
     """
     path = Path(path)
+    try:
+        _write_replace(path, data, durable)
+    except OSError as exc:  # name the file the user knows (a full disk fails write() with no name, mkstemp with the temp's)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def _write_replace(path: Path, data: bytes, durable: bool) -> None:
+    """The temp file, its contents and the rename of ``write_bytes_atomic``; the temp file never outlives a failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -108,8 +118,6 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if durable:
-        _fsync_dir(path.parent)
 
 
 def finite_json(value: Any) -> Any:
@@ -163,6 +171,23 @@ def read_json(path: Path) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def load_json(path: Path, shown: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """Parsed JSON object at ``path``; None when the file is missing; ``CorruptFileError`` naming ``shown``
+    (default: the path) when it exists but is not a JSON object (truncated by a full disk or a kill, or edited)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        raise CorruptFileError(f"{shown or path}: not valid JSON (truncated?)") from None
+    except OSError as exc:
+        raise CorruptFileError(f"{shown or path}: cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{shown or path}: holds {safe_repr(data)}, not a JSON object")
+    return data
 
 
 @contextmanager

@@ -5,7 +5,9 @@ type it on any CPU machine after ``make setup`` and ``source .venv/bin/activate`
 
 - ``bash cpu``: every line (after joining ``\\`` continuations; blank and comment lines
   left out) is a command that must exit 0;
-- ``console cpu``: ``$ command`` lines, each followed by exactly the output it prints.
+- ``console cpu``: ``$ command`` lines, each followed by exactly the output it prints;
+- ``console output``: one ``$ command`` line, then the first lines of what it prints (a sample of a
+  command's report; a test of the command's area runs it and compares: ``output_blocks``).
 
 ``python -m harness`` / ``harness`` runs get tiny training and a private ``run.root``
 appended (``tiny_run``), so the whole README runs in minutes and writes nothing into the
@@ -93,6 +95,21 @@ def console_commands(text: Optional[str] = None) -> List[Command]:
             elif commands and commands[-1].line >= first and raw.strip():
                 commands[-1].expected.append(raw.rstrip())
     return commands
+
+
+def output_blocks(text: Optional[str] = None) -> List[Command]:
+    """The command of each ``console output`` block, with the lines it shows (the start of what it prints)."""
+    text = README.read_text(encoding="utf-8") if text is None else text
+    found = []
+    for match in FENCE.finditer(text):
+        if match.group(1).split() != ["console", "output"]:
+            continue
+        line = text.count("\n", 0, match.start(2)) + 1
+        first, *shown = match.group(2).rstrip("\n").splitlines()
+        if not first.startswith("$ "):
+            raise ValueError(f"README line {line}: a console output block starts with '$ command'")
+        found.append(Command(first[2:].strip(), line, expected=shown))
+    return found
 
 
 def tiny_run(command: Command, root: Path) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from harness.backends.base import CellContext, ModelView
+from harness.backends.optional import hide_bitsandbytes
 from harness.config.peft import lora_target_modules
 from harness.config.schema import HarnessConfig
 from harness.data.prepare import PreparedData
@@ -288,6 +289,12 @@ class HFBackend:
         """The trainer's arguments when they had to exist before the model loaded (a sharded rank); else built in train."""
         self.trainer_notes: Dict[str, Any] = {}
         """Added to ``train.trainer_settings``: what a framework changed, and anything else it used."""
+        if ctx.progress is not None and self.hides_bitsandbytes:  # a worker: this process runs this one cell
+            hide_bitsandbytes(cfg)
+
+    hides_bitsandbytes = True
+    """Mark bitsandbytes absent in a worker of a cell that does not use it, before peft imports it and its kernel
+    search fills the log (harness/backends/optional.py); a backend whose own library imports it sets False."""
 
     def _source(self) -> str:
         """Local folder of a tiny or random-weight model (built on first use), or the hub id / path."""

@@ -36,6 +36,8 @@ def on_cpu() -> bool:
 class UnslothBackend(HFBackend):
     """Unsloth's FastLanguageModel + get_peft_model; training, evaluation and saving as the hf backend."""
 
+    hides_bitsandbytes = False  # unsloth imports bitsandbytes itself, quantized or not
+
     def _check_supported(self) -> None:
         """An UnsupportedError naming the key for what Unsloth cannot do here."""
         quant = self.cfg.quant

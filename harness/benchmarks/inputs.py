@@ -68,8 +68,37 @@ def read_records(path: Path, key: str) -> List[Dict[str, Any]]:
     return read_jsonl(path, key)
 
 
+LIMIT_SEED = 0
+"""Seed of the eval.mt_bench.limit sample: fixed, so a limit picks the same questions in every run and sweep."""
+
+
+def stratified_sample(rows: List[Dict[str, Any]], limit: Optional[int], seed: int = LIMIT_SEED) -> List[Dict[str, Any]]:
+    """``limit`` questions spread over the categories, in file order: round-robin over the categories
+    (first-seen order), each category's questions in a seeded shuffle. The first N rows would be
+    all "writing" in the shipped file. A smaller limit's sample is part of a larger one's."""
+    if not limit or limit >= len(rows):
+        return list(rows)
+    import random
+
+    rng = random.Random(seed)
+    by_category: Dict[Any, List[int]] = {}
+    for position, row in enumerate(rows):
+        by_category.setdefault(row.get("category"), []).append(position)
+    queues = []
+    for positions in by_category.values():
+        rng.shuffle(positions)
+        queues.append(positions)
+    picked: List[int] = []
+    while len(picked) < limit:
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return [rows[i] for i in sorted(picked)]
+
+
 def mt_bench_questions(path: Optional[str], limit: Optional[int] = None) -> List[Dict[str, Any]]:
-    """MT-Bench questions (FastChat question.jsonl: question_id, category, turns), the first ``limit``."""
+    """MT-Bench questions (FastChat question.jsonl: question_id, category, turns); with ``limit``, a seeded
+    sample stratified across categories (``stratified_sample``)."""
     key = "eval.mt_bench.questions"
     rows = read_jsonl(resolve(path, MT_BENCH_QUESTIONS), key)
     for number, row in enumerate(rows, 1):
@@ -77,7 +106,7 @@ def mt_bench_questions(path: Optional[str], limit: Optional[int] = None) -> List
         if "question_id" not in row or not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             raise ConfigError(f"{key}={path}: question {number} needs question_id and a non-empty list of turns")
         row.setdefault("category", "general")
-    return rows[:limit] if limit else rows
+    return stratified_sample(rows, limit)
 
 
 def alpaca_references(path: Optional[str]) -> List[Dict[str, Any]]:

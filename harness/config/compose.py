@@ -69,6 +69,9 @@ def register() -> None:
     store.store(group="hydra/hydra_logging", name="harness", node=JOB_LOGGING)
     register_resolvers()
     OmegaConf.register_new_resolver("harness_named_sweeps", lambda: named_sweeps_help(), replace=True)
+    from harness.config.help import config_keys_resolver  # after schema: it reads the schema's field docstrings
+
+    OmegaConf.register_new_resolver("harness_config_keys", config_keys_resolver, replace=True)
 
 
 def named_sweeps(folder: Optional[Path] = None) -> Dict[str, Dict[str, str]]:

@@ -6,7 +6,6 @@ Hydra reports these as 7-20 lines of its own text; ``composition_problem`` turns
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from typing import Any, Dict, List, Optional
@@ -15,6 +14,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from harness.config.keys import schema_at, schema_fields, unknown_key_message
+from harness.config.names import did_you_mean
 
 # What composing a config can raise. AssertionError and ValueError included: setting a key
 # inside a block that is null (eval.lm_eval when lm_eval is off) fails with a bare assert.
@@ -77,12 +77,10 @@ def _missing_config(exc: MissingConfigException, values: Dict[str, str], loader:
     if not group and config_name is not None and option != config_name:  # a config's defaults list is broken
         return f"{config_name}: its defaults list names {missing}, which does not exist ({first_line(exc)})"
     options = sorted(exc.options or (_group_options(loader, group) if loader is not None else []))
-    close = difflib.get_close_matches(option, options, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = did_you_mean(option, options)
     if not group:  # the primary config: list the files, not the schemas in Hydra's ConfigStore
         options = [name for name in options if not name.startswith("_") and not name.endswith("_schema")]
-        close = difflib.get_close_matches(option, options, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(option, options)
         choices = f"; known: {', '.join(options)}" if options else ""
         return f"--config-name={option}: no such config{hint}{choices}"
     key = group.replace("/", ".")

@@ -42,8 +42,8 @@ class MtBenchEvalConfig:
     judge_prompts: Optional[str] = None
     """FastChat judge_prompts.jsonl; None = the shipped single-v1 prompts. Judge only."""
     limit: Optional[int] = None
-    """Answer only the first N questions; None = all. A limited score is for quick checks: not comparable with
-    published numbers."""
+    """Answer a seeded sample of N questions stratified across categories (harness.benchmarks.inputs.stratified_sample);
+    None = all 80. A limited score is for quick checks: not comparable with published numbers."""
     max_new_tokens: int = 1024
     """Longest answer per turn, in tokens (FastChat's default); answers that hit it are counted as cut off."""
     batch_size: int = 8
@@ -129,6 +129,11 @@ class JudgeConfig:
     """Also judge a constant null answer set (arXiv 2410.07137): a high score there means the judge can be gamed."""
     max_tokens: int = 2048
     """Longest judge reply in tokens."""
+    score_flagged: bool = False
+    """Also score judgments of answers flagged for verdict or fence markup (by default they are counted in _flagged
+    and left out of the score)."""
+    strict_range: bool = False
+    """MT-Bench: drop ratings outside 1-10 (FastChat keeps them; either way they are counted in _out_of_range)."""
 
     def __post_init__(self) -> None:
         if self.base_url is not None:

@@ -78,3 +78,14 @@ LR_SCHEDULERS: Tuple[str, ...] = (
     "greedy",
 )
 """``SchedulerType`` values, in transformers' order."""
+
+BITSANDBYTES_OPTIMIZERS: Tuple[str, ...] = (
+    "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "ademamix", "ademamix_8bit",
+    "paged_ademamix_32bit", "paged_ademamix_8bit", "lion_32bit", "lion_8bit", "paged_lion_32bit", "paged_lion_8bit",
+    "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit",
+    # GaLore's package imports its 8-bit AdamW, hence bitsandbytes, whichever GaLore optimizer is asked for
+    "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise", "galore_adamw_8bit_layerwise",
+    "galore_adafactor_layerwise",
+)
+"""Optimizers that import bitsandbytes (``transformers.trainer_optimizer._BITSANDBYTES_OPTIMIZERS`` and GaLore's):
+a cell with one keeps bitsandbytes importable even with unquantized weights (harness/backends/optional.py)."""

@@ -8,11 +8,11 @@ Parent-safe (no torch).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import typing
 from typing import Any, Dict, Mapping, Optional
 
+from harness.config.names import closest
 from harness.config.schema import HarnessConfig
 from harness.errors import ConfigError
 
@@ -23,7 +23,7 @@ def schema_fields(schema: type) -> Dict[str, Any]:
     return typing.get_type_hints(schema)
 
 
-def _dataclass_of(annotation: Any) -> Optional[type]:
+def dataclass_of(annotation: Any) -> Optional[type]:
     """The config dataclass an annotation holds (unwrapping Optional), or None for a leaf or a free dict."""
     if dataclasses.is_dataclass(annotation):
         return annotation
@@ -39,7 +39,7 @@ def schema_at(key: str) -> Optional[type]:
     for part in filter(None, key.split(".")):
         if schema is None or part not in schema_fields(schema):
             return None
-        schema = _dataclass_of(schema_fields(schema)[part])
+        schema = dataclass_of(schema_fields(schema)[part])
     return schema
 
 
@@ -48,9 +48,9 @@ def unknown_key_message(key: str, value: Any) -> str:
     parent, _, name = key.rpartition(".")
     schema = schema_at(parent)
     siblings = list(schema_fields(schema)) if schema is not None else []
-    close = difflib.get_close_matches(name, siblings, n=1)
+    close = closest(name, siblings)
     if close:
-        return f"{key}={value}: unknown key (did you mean {'.'.join(filter(None, [parent, close[0]]))}?)"
+        return f"{key}={value}: unknown key (did you mean {'.'.join(filter(None, [parent, close]))}?)"
     where = f"{parent} has" if parent else "top-level keys are"
     return f"{key}={value}: unknown key; {where} {', '.join(siblings)}" if siblings else f"{key}={value}: unknown key"
 
@@ -67,6 +67,6 @@ def check_known_keys(tree: Mapping[str, Any], schema: type = HarnessConfig, pref
         key = f"{prefix}{name}"
         if name not in fields:
             raise ConfigError(unknown_key_message(key, value))
-        inner = _dataclass_of(fields[name])
+        inner = dataclass_of(fields[name])
         if inner is not None and isinstance(value, Mapping):
             check_known_keys(value, inner, f"{key}.")

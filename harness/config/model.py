@@ -15,6 +15,7 @@ from harness.config.names import (
     pickle_only,
     require,
 )
+from harness.errors import ConfigError
 
 # Linear sub-modules of each decoder architecture, as named in transformers. The LoRA
 # presets and the "does this module exist" check are derived from this table, so no
@@ -64,6 +65,46 @@ def shipped_model_group(name: str) -> Optional[Dict[str, Any]]:
     except (OSError, yaml.YAMLError):
         return None
     return values if isinstance(values, dict) else None
+
+
+HF_SHAPE_KEYS = {"num_layers": "num_hidden_layers", "hidden_size": "hidden_size", "num_heads": "num_attention_heads",
+                 "num_kv_heads": "num_key_value_heads", "intermediate_size": "intermediate_size",
+                 "vocab_size": "vocab_size", "head_dim": "head_dim", "tie_embeddings": "tie_word_embeddings",
+                 "max_position_embeddings": "max_position_embeddings"}
+"""ModelConfig shape key -> its name in a transformers ``config.json``."""
+
+
+def checkpoint_config(model: "ModelConfig") -> Optional[Path]:
+    """The ``config.json`` of a pretrained model whose hub_id is a local folder (what the worker loads), else None."""
+    if model.effective_weights() != "pretrained" or not model.hub_id:
+        return None
+    folder = local_folder(model.hub_id)
+    path = Path(folder) / "config.json" if folder is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def checkpoint_shape(model: "ModelConfig") -> "ModelConfig":
+    """``model`` with its shape keys read from its local folder's ``config.json`` (unchanged when hub_id is not a
+    local folder with one): the planner must predict the checkpoint the worker loads, not the group's numbers."""
+    import dataclasses
+    import json
+
+    path = checkpoint_config(model)
+    if path is None:
+        return model
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.hub_id={model.hub_id}: cannot read {path} ({exc})") from None
+    values: Dict[str, Any] = {key: hf[name] for key, name in HF_SHAPE_KEYS.items() if hf.get(name) is not None}
+    if hf.get("model_type") in ARCH_LINEAR_MODULES:
+        values["arch"] = hf["model_type"]
+    values.setdefault("num_kv_heads", values.get("num_heads", model.num_heads))  # transformers' default: no GQA
+    # absent from the file: the family config class's default (Gemma 2 ties, the others here do not)
+    values.setdefault("tie_embeddings", values.get("arch", model.arch) == "gemma2")
+    if "head_dim" in values and "hidden_size" in values and values["head_dim"] * values.get("num_heads", 0) == values["hidden_size"]:
+        values["head_dim"] = None  # the default width: keep the group's convention (set only when it differs)
+    return dataclasses.replace(model, **values)
 
 
 @dataclass

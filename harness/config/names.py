@@ -10,7 +10,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterable, List, Optional
 
 from harness.errors import ConfigError
 
@@ -59,10 +59,16 @@ def system_root(path: Path) -> bool:
 
 
 def check_run_root_name(root: Any) -> None:
-    """``run.root`` names a folder, and not the filesystem root or a system folder (no filesystem access)."""
+    """``run.root`` names a folder, and not the filesystem root or a system folder, once resolved.
+
+    The check reads the path after ``..`` and symbolic links are resolved (``os.path.realpath``): ``/tmp/r/../../etc``
+    or a link to ``/etc`` is where the cells would really be written. Reads links only; creates nothing.
+    """
     require(bool(str(root or "").strip()), "run.root", root, "must name a folder")
-    path = Path(os.path.expanduser(str(root))).absolute()
-    require(not system_root(path), "run.root", root, "is a filesystem root or a system folder; use a folder of your own (default: runs)")
+    path = Path(os.path.realpath(os.path.expanduser(str(root))))
+    shown = "" if str(path) == str(root) else f" ({path})"
+    require(not system_root(path), "run.root", root,
+            f"is a filesystem root or a system folder{shown}; use a folder of your own (default: runs)")
 
 
 def local_folder(hub_id: Optional[str]) -> Optional[Path]:
@@ -89,10 +95,32 @@ def one_of(key: str, value: Any, allowed: tuple) -> None:
     require(value in allowed, key, value, f"must be one of {', '.join(map(str, allowed))}")
 
 
+def closest(name: Any, choices: Iterable[str]) -> Optional[str]:
+    """The choice a mistyped ``name`` most likely meant, or None: the first choice it is a prefix of, else difflib's.
+
+    A prefix wins over spelling similarity because a short name is usually the start of the full one
+    (``adamw`` -> ``adamw_torch``); difflib alone ranks ``grokadamw`` first. Ties go to the choices' own order
+    (transformers lists its common optimizers first).
+    """
+    text, options = str(name), list(choices)
+    if not text:
+        return None
+    prefixed = [option for option in options if option.lower().startswith(text.lower()) and option != text]
+    if prefixed:
+        return prefixed[0]
+    close = difflib.get_close_matches(text, options, n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for the choice ``closest`` finds, or "" when there is none."""
+    close = closest(name, choices)
+    return f" (did you mean {close}?)" if close else ""
+
+
 def known_name(key: str, value: str, allowed: tuple, what: str) -> None:
     """Like ``one_of`` for long lists: a did-you-mean hint first, then every name."""
     if value in allowed:
         return
-    close = difflib.get_close_matches(str(value), list(allowed), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint = did_you_mean(value, allowed)
     raise ConfigError(f"{key}={value}: not {what}{hint}; known: {', '.join(allowed)}")

@@ -7,10 +7,10 @@ so a user can plug in a backend or evaluator of their own without editing this f
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any, Dict
 
+from harness.config.names import did_you_mean
 from harness.errors import ConfigError
 
 BACKENDS: Dict[str, str] = {
@@ -47,9 +47,7 @@ def check_name(key: str, name: str, table: Dict[str, str]) -> None:
     """Raise a one-line ConfigError with a did-you-mean hint for an unknown name."""
     if ":" in name or name in table:
         return
-    close = difflib.get_close_matches(name, list(table), n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"{key}={name}: unknown{hint}; known: {', '.join(sorted(table))}, or module.path:Class")
+    raise ConfigError(f"{key}={name}: unknown{did_you_mean(name, table)}; known: {', '.join(sorted(table))}, or module.path:Class")
 
 
 def load(key: str, name: str, table: Dict[str, str]) -> Any:

@@ -50,9 +50,9 @@ class TrainConfig:
     grad_accum: int = 1
     """Micro-batches per optimizer step; effective batch = batch_size * grad_accum."""
     max_steps: int = 30
-    """Optimizer steps; set <= 0 to train for ``epochs`` instead."""
+    """Optimizer steps; 0 trains for ``epochs`` instead (a negative value is rejected, not read as 0)."""
     epochs: float = 1.0
-    """Epochs over the training split, used when max_steps <= 0."""
+    """Epochs over the training split, used when max_steps = 0."""
     warmup_steps: int = 2
     """Learning-rate warm-up steps."""
     weight_decay: float = 0.0
@@ -81,7 +81,11 @@ class TrainConfig:
         for key in ("batch_size", "grad_accum", "max_seq_len"):
             value = getattr(self, key)
             require(value > 0, f"train.{key}", value, "must be a positive integer")
-        require(self.max_steps > 0 or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 when train.max_steps <= 0")
+        # 0 is the one epoch-mode sentinel; transformers' -1 and any other negative (a typo such as -5) is refused,
+        # so two spellings of epoch mode never give two cell ids and a sign slip never trains a whole epoch.
+        require(self.max_steps >= 0, "train.max_steps", self.max_steps,
+                "must be a positive number of optimizer steps, or 0 to train for train.epochs")
+        require(self.max_steps > 0 or self.epochs > 0, "train.epochs", self.epochs, "must be > 0 when train.max_steps=0")
         for key in ("warmup_steps", "eval_every", "early_stopping_patience", "measure_warmup_steps"):
             value = getattr(self, key)
             require(value >= 0, f"train.{key}", value, "must be >= 0")

@@ -71,6 +71,20 @@ def _split_line(name: str, split: Dict[str, Any]) -> str:
     )
 
 
+def near_duplicate_note(cfg: Any, stats: Dict[str, Any]) -> str:
+    """What the near-duplicate search found, and whether it dropped them ("" when there was no search)."""
+    clusters, extra = stats.get("near_duplicate_clusters"), stats.get("near_duplicates")
+    if clusters is None or extra is None:  # synthetic rows, or a record written before these were counted
+        return ""
+    filters = cfg.data.filters
+    if not clusters:
+        return f"  (no near-duplicates at cosine > {filters.near_dedup_threshold})"
+    found = f"{extra + clusters} examples in {clusters} near-duplicate cluster{'s' if clusters > 1 else ''}"
+    if filters.near_dedup:
+        return f"  ({found}: dropped {extra}, kept the first of each)"
+    return f"  ({found}: kept, data.filters.near_dedup=false; each cluster stays in one split)"
+
+
 def report(cfg: Any, stats: Dict[str, Any]) -> None:
     """The human summary of a prepared data set."""
     fmt = (
@@ -83,11 +97,7 @@ def report(cfg: Any, stats: Dict[str, Any]) -> None:
         f"records     {stats['records']} read, {stats['valid']} valid, {sum(stats['invalid'].values())} invalid "
         f"(data.on_error={stats['on_error']})"
     )
-    print(
-        "filters     "
-        + ", ".join(f"{k} -{v}" for k, v in stats["filtered"].items())
-        + f"  ({stats['near_duplicate_clusters']} near-duplicate clusters)"
-    )
+    print("filters     " + ", ".join(f"{k} -{v}" for k, v in stats["filtered"].items()) + near_duplicate_note(cfg, stats))
     pii = stats["pii_scrubbed"]
     print("pii         " + ("off" if pii is None else ", ".join(f"{k} {v}" for k, v in pii.items())))
     split = stats["split_examples"]
@@ -168,6 +178,9 @@ def main(argv: List[str]) -> int:
     from harness import require_installed
 
     require_installed()
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(f"{USAGE}\n\n{__doc__.strip()}")
+        return 0
     if len(argv) < 2 or argv[1] != "check":
         print(USAGE, file=sys.stderr)
         return 2

@@ -102,6 +102,11 @@ def _bad_utf8(text: str) -> RecordProblem:
     return RecordProblem("bad_utf8", f"not valid UTF-8 (byte 0x{byte:02x} at column {found.start() + 1})")
 
 
+def _json_error(exc: json.JSONDecodeError) -> str:
+    """``<reason> at column N``: some of json's reasons already end in "at" ("Unterminated string starting at")."""
+    return f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+
+
 def read_file(path: Path) -> Tuple[str, List[Item]]:
     """(kind, items) of one file; kind is json, jsonl or chatml, decided from the content."""
     text, has_bad_bytes = _decode(path)
@@ -134,7 +139,7 @@ def _read_jsonl(path: Path, text: str, has_bad_bytes: bool) -> Iterator[Item]:
         try:
             yield Item(where, json.loads(line))
         except json.JSONDecodeError as exc:
-            yield Item(where, problem=RecordProblem("invalid_json", f"invalid JSON ({exc.msg} at column {exc.colno})"))
+            yield Item(where, problem=RecordProblem("invalid_json", f"invalid JSON ({_json_error(exc)})"))
 
 
 def _read_array(path: Path, text: str, has_bad_bytes: bool) -> Iterator[Item]:
@@ -154,7 +159,7 @@ def _read_array(path: Path, text: str, has_bad_bytes: bool) -> Iterator[Item]:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}); "
+                f"{path}:{exc.lineno}: invalid JSON ({_json_error(exc)}); "
                 "a broken JSON array cannot be read past it"
             ) from None
         where = f"{path}:{line} (record {index})"

@@ -67,7 +67,9 @@ def select_examples(data: DataConfig, seed: int, source: Any = None) -> Tuple[Di
     if filters.exact_dedup:
         examples, dropped["exact_duplicate"] = drop_exact_duplicates(examples)
     labels = near_duplicate_clusters([e.conversation for e in examples], filters.near_dedup_threshold, filters.embedder)
-    clusters = int(labels.max()) + 1 if len(labels) else 0
+    sizes = np.bincount(labels) if len(labels) else np.zeros(0, dtype=np.int64)
+    # every example has a label, a lone one too: only clusters of two or more hold near-duplicates
+    clusters, near_duplicates = int((sizes > 1).sum()), int((sizes[sizes > 1] - 1).sum())
     if filters.near_dedup:
         before = len(examples)
         examples, labels = _keep_cluster_heads(examples, labels)
@@ -89,6 +91,7 @@ def select_examples(data: DataConfig, seed: int, source: Any = None) -> Tuple[Di
         "filtered": dropped,
         "pii_scrubbed": pii,
         "near_duplicate_clusters": clusters,
+        "near_duplicates": near_duplicates,  # examples beyond each cluster's first: what near_dedup drops
         "kept": len(examples),
         "split_seed": seed,
         "split_examples": {name: len(indices[name]) for name in SPLITS},

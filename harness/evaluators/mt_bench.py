@@ -19,7 +19,7 @@ from harness.store.records import metric_row
 
 TEMPERATURE = {
     "writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0,
-    "coding": 0.0, "reasoning": 0.0, "stem": 0.1, "humanities": 0.1,
+    "coding": 0.0, "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0,
 }
 """FastChat's temperature_config (fastchat/llm_judge/common.py); any other category samples at 0.7."""
 DEFAULT_TEMPERATURE = 0.7

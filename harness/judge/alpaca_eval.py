@@ -13,7 +13,14 @@ seeded rule on the instruction (``is_swapped``; alpaca_eval randomises too, with
 seeding) and every stored preference is turned back to the reference-first convention;
 tokens are matched after stripping whitespace (" m" counts as "m"); with no logprobs from
 the server (some local servers) the generated character decides (m: 1, M: 2) and the row
-is counted as ``fallback``; identical outputs are a tie without a call.
+is counted as ``fallback``; identical outputs are a tie without a call; a token listed twice
+among the alternatives counts once (its last entry, as alpaca_eval's dict keeps it), while
+distinct tokens for one letter (" m" and "m") add their probabilities; judgments of
+flagged outputs are left out of the scores unless ``eval.judge.score_flagged``
+(``harness.judge.scoring``). An output containing chat markup (``<|im_end|>``) stays
+inside its one message: alpaca_eval fills the prompt first and then splits it into chat
+turns, so such an output injects a turn of its own; here the prompt is split first and
+the output is flagged ("verdict") instead.
 """
 
 from __future__ import annotations
@@ -22,22 +29,17 @@ import hashlib
 import math
 import re
 import statistics
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Tuple
 
-from harness.benchmarks.inputs import ALPACA_PROMPT, file_digest, resolve
 from harness.benchmarks.stats import paired_delta, sem
 from harness.errors import ConfigError
-from harness.judge import glm
+from harness.judge import glm, scoring
+from harness.judge.alpaca_inputs import PLACEHOLDERS, Inputs, load_inputs, parse_prompt  # noqa: F401 - this module's API
 from harness.judge.calls import Outcome, Request
 from harness.store.records import metric_row
 
 EVALUATOR = "alpaca_eval"
-PLACEHOLDERS = ("instruction", "output_1", "output_2")
 FIELDS = re.compile(r"\{(instruction|output_1|output_2)\}")
-CHAT_TURN = re.compile(r"<\|im_start\|>([^\n]*)\n(.*?)<\|im_end\|>", re.DOTALL)
-ROLES = ("system", "user", "assistant")
 MAX_TOKENS = 1
 TEMPERATURE = 1.0
 """alpaca_eval's setting: with one token and logprobs it changes nothing, but it is part of the cache key."""
@@ -51,81 +53,6 @@ VERDICT = re.compile(r"model_identifier|\[\[|##\s*(?:Best Model Identifier|Model
 NULL_ANSWER = ("Thank you for your question. Here is a clear, accurate and well-structured answer that addresses "
                "every part of your request in helpful detail.")
 """The null model's output for every instruction (arXiv 2410.07137): plain, constant, answering nothing."""
-
-
-@dataclass
-class Inputs:
-    """Judge-side AlpacaEval files: the judge prompt (as chat messages) and the optional difficulty table."""
-
-    prompt_path: Path
-    """The judge prompt file used (shipped alpaca_eval_clf.txt or eval.alpaca_eval.judge_prompt)."""
-    prompt_hash: str
-    """Digest of the prompt file; part of every cache key and every scored row."""
-    messages: List[Dict[str, str]]
-    """The prompt as chat messages with ``{instruction}``, ``{output_1}``, ``{output_2}`` left in."""
-    difficulty: Optional[Dict[int, float]] = None
-    """instruction_difficulty by item index (eval.alpaca_eval.difficulty); None: the minimal LC formula."""
-    difficulty_hash: Optional[str] = None
-    """Digest of the difficulty file."""
-    seed: int = 0
-    """eval.alpaca_eval.seed: picks which items are shown model-first."""
-
-
-def parse_prompt(text: str, where: str) -> List[Dict[str, str]]:
-    """Chat messages from ``<|im_start|>role ... <|im_end|>`` markup (alpaca_eval's prompt_to_chatml).
-
-    Text without the markup is one user message. ``where`` ("key=path") names the file in errors.
-    """
-    turns = CHAT_TURN.findall(text)
-    if "<|im_start|>" not in text:
-        messages = [{"role": "user", "content": text.strip()}]
-    elif not turns or len(turns) != text.count("<|im_start|>"):
-        raise ConfigError(f"{where}: every <|im_start|>ROLE line needs a matching <|im_end|>")
-    else:
-        messages = []
-        for role, content in turns:
-            role = role.split()[0] if role.split() else ""  # alpaca_eval allows "system name=..."
-            if role not in ROLES:
-                raise ConfigError(f"{where}: unknown chat role {role!r} (expected one of {', '.join(ROLES)})")
-            messages.append({"role": role, "content": content.strip()})
-    joined = "\n".join(m["content"] for m in messages)
-    missing = [f"{{{p}}}" for p in PLACEHOLDERS if f"{{{p}}}" not in joined]
-    if missing:
-        raise ConfigError(f"{where}: judge prompt lacks {', '.join(missing)}")
-    return messages
-
-
-def _difficulty(path: str) -> Dict[int, float]:
-    """index -> instruction_difficulty from a CSV (alpaca_eval's instruction_difficulty.csv layout)."""
-    import pandas as pd
-
-    key = f"eval.alpaca_eval.difficulty={path}"
-    try:
-        table = pd.read_csv(Path(path).expanduser())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{key}: cannot read as CSV ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    if "instruction_difficulty" not in table.columns:
-        raise ConfigError(f"{key}: needs columns index,instruction_difficulty")
-    index = table["index"] if "index" in table.columns else table[table.columns[0]]
-    try:
-        return {int(i): float(d) for i, d in zip(index, table["instruction_difficulty"])}
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: index must be integers and instruction_difficulty numbers") from None
-
-
-def load_inputs(block: Dict[str, Any]) -> Inputs:
-    """The judge prompt (shipped or eval.alpaca_eval.judge_prompt), its digest, and the difficulty table."""
-    path = resolve(block.get("judge_prompt"), ALPACA_PROMPT)
-    where = f"eval.alpaca_eval.judge_prompt={path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    table = block.get("difficulty")
-    return Inputs(prompt_path=path, prompt_hash=file_digest(path), messages=parse_prompt(text, where),
-                  difficulty=_difficulty(table) if table else None,
-                  difficulty_hash=file_digest(Path(table).expanduser()) if table else None,
-                  seed=int(block.get("seed") or 0))
 
 
 def is_swapped(instruction: str, seed: int = 0) -> bool:
@@ -199,10 +126,12 @@ def p_first(outcome: Outcome) -> Tuple[Optional[float], bool]:
         first = (outcome.text or "").lstrip()[:1]
         return {FIRST: 1.0, SECOND: 0.0}.get(first), True
     mass = {FIRST: 0.0, SECOND: 0.0}
-    for alt in outcome.top_logprobs:
-        token = str(alt.get("token", "")).strip()
-        if token in mass and alt.get("logprob") is not None:
-            mass[token] += math.exp(float(alt["logprob"]))
+    # one entry per distinct token, the last one kept (alpaca_eval's {token: logprob} dict)
+    last = {str(alt.get("token", "")): alt["logprob"] for alt in outcome.top_logprobs if alt.get("logprob") is not None}
+    for raw, logprob in last.items():
+        token = raw.strip()
+        if token in mass:
+            mass[token] += math.exp(float(logprob))
     total = mass[FIRST] + mass[SECOND]
     return (mass[FIRST] / total if total > 0 else None), False
 
@@ -248,9 +177,19 @@ def per_item(judged: List[Dict[str, Any]]) -> Dict[Hashable, Dict[str, Any]]:
     return {k: {**v, "pref": sum(v["prefs"]) / len(v["prefs"])} for k, v in items.items()}
 
 
+def item_order(keys: Iterable[Hashable]) -> List[Hashable]:
+    """Item keys in the instruction set's order: integer indices numerically, any other key after them by text.
+
+    alpaca_eval fits the GLM on the annotations in the instruction set's order, and GroupKFold's
+    folds (hence the C picked) follow that order: sorting "0", "1", "10", ... as strings moved
+    the LC win rate by up to 0.7 points on 805 items.
+    """
+    return sorted(keys, key=lambda k: (0, k, "") if isinstance(k, int) and not isinstance(k, bool) else (1, 0, str(k)))
+
+
 def _lc(items: Dict[Hashable, Dict[str, Any]], inputs: Inputs) -> Optional[Dict[str, Any]]:
     """The length-controlled win rate of one side, with each item's prediction at equal length."""
-    keys = sorted(items, key=str)
+    keys = item_order(items)
     if not keys:
         return None
     difficulty = [inputs.difficulty.get(k, 0.0) for k in keys] if inputs.difficulty is not None else None
@@ -272,8 +211,10 @@ def _wr_row(metric: str, items: Dict[Hashable, Dict[str, Any]]) -> Optional[Dict
 def _lc_row(metric: str, lc: Optional[Dict[str, Any]], inputs: Inputs) -> Optional[Dict[str, Any]]:
     if lc is None or lc["value"] is None:
         return None
-    row = metric_row(EVALUATOR, EVALUATOR, metric, lc["value"], n=len(lc["predictions"]), higher_is_better=True,
-                     unit="%")
+    # alpaca_eval's lc_standard_error: the sem of the per-item predictions at equal length, x 100
+    se = sem(lc["predictions"])
+    row = metric_row(EVALUATOR, EVALUATOR, metric, lc["value"], stderr=None if se is None else se * 100,
+                     n=len(lc["predictions"]), higher_is_better=True, unit="%")
     row.update(definition=glm.DEFINITION, weights=lc["weights"], fit=lc["fit"], difficulty_hash=inputs.difficulty_hash)
     return row
 
@@ -302,11 +243,13 @@ def _count_row(metric: str, value: float, unit: str = "count", **extra: Any) -> 
 
 
 def _counts(cell: List[Dict[str, Any]], items: Dict[Hashable, Dict[str, Any]], answers: List[Dict[str, Any]],
-            repeats: int) -> List[Dict[str, Any]]:
-    """Outcome and answer counts: wins/losses/ties, position bias, fallback, failures, cut-offs, lengths."""
+            judge: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Outcome and answer counts: wins/losses/ties, position bias, fallback, failures, flagged, cut-offs, lengths."""
+    repeats = int(judge.get("repeats") or 1)
+    flagged = sum(1 for j in cell if scoring.is_flagged(j))
     prefs = [v["pref"] - 1 for v in items.values()]
     wins, losses = sum(p > 0.5 for p in prefs), sum(p < 0.5 for p in prefs)
-    called = [j for j in cell if j.get("status") == "ok" and not j.get("identical")]
+    called = [j for j in scoring.counted(cell, judge) if j.get("status") == "ok" and not j.get("identical")]
     first = sum(1 for j in called if j.get("first_won") is True)
     failed = [j for j in cell if j.get("status") == "failed"]
     unbuilt = sum(1 for a in answers if not _usable(a)) * repeats
@@ -323,7 +266,7 @@ def _counts(cell: List[Dict[str, Any]], items: Dict[Hashable, Dict[str, Any]], a
             _count_row("failed", len(failed) + unbuilt, note=next((j["error"] for j in failed if j.get("error")), None)),
             _count_row("unparseable", sum(1 for j in cell if j.get("status") == "unparseable")),
             _count_row("cached", sum(1 for j in cell if j.get("cached"))),
-            _count_row("flagged", sum(1 for text in outputs if answer_flags(text))),
+            _count_row("flagged", flagged, **scoring.flagged_note(flagged, judge)),
             _count_row("answers_cut_off", sum(1 for a in answers if a.get("cut_off") is True))]
     if tokens:
         out.append(_count_row("answer_tokens", statistics.fmean(tokens), unit="tokens"))
@@ -336,21 +279,22 @@ def rows(cell: List[Dict[str, Any]], base: Optional[List[Dict[str, Any]]], null:
          answers: List[Dict[str, Any]], inputs: Inputs, judge: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Metric rows: win rate (alpaca_eval's describe_head2head), length-controlled win rate, base, null, counts.
 
-    Failed and unparseable judgments are left out of every score (and counted); with
-    repeats each item's preference is the mean of its parsed repeats.
+    Failed, unparseable and (unless eval.judge.score_flagged) flagged judgments are left
+    out of every score (and counted); with repeats each item's preference is the mean of
+    its parsed repeats.
     """
     repeats = int(judge.get("repeats") or 1)
     seen = {j.get("index") for j in cell}
     cell = cell + [_tie(a, "cell", r) for a in answers if _usable(a) and a["output"] == a["reference"]
                    and a.get("index") not in seen for r in range(repeats)]  # ties if the caller dropped them
     lc_name = "alpaca_lc_wr" if inputs.difficulty is not None else "alpaca_lc_wr_minimal"
-    items = per_item(cell)
+    items = per_item(scoring.counted(cell, judge))
     lc = _lc(items, inputs)
     out = [_wr_row("alpaca_wr", items), _lc_row(lc_name, lc, inputs)]
     if out[0] is not None and out[1] is not None and glm.extreme_change(out[0]["value"], out[1]["value"]):
         out[1]["warning"] = (f"{lc_name} {out[1]['value']:.1f} is far from alpaca_wr {out[0]['value']:.1f} over "
                              f"{out[1]['n']} instructions: as alpaca_eval warns, the length GLM has likely failed")
-    by_repeat = [per_item([j for j in cell if j.get("repeat") == r]) for r in range(repeats)]
+    by_repeat = [per_item([j for j in scoring.counted(cell, judge) if j.get("repeat") == r]) for r in range(repeats)]
     repeat_wr = [statistics.fmean((v["pref"] - 1) * 100 for v in side.values()) for side in by_repeat if side]
     if repeats > 1 and len(repeat_wr) > 1:
         # judge noise: how far the win rate moves when the same pairs are judged again
@@ -360,7 +304,7 @@ def rows(cell: List[Dict[str, Any]], base: Optional[List[Dict[str, Any]]], null:
     for who, side in (("base", base), ("null", null)):
         if side is None:
             continue
-        other = per_item(side)
+        other = per_item(scoring.counted(side, judge))
         other_lc = _lc(other, inputs)
         out += [_wr_row(f"alpaca_wr_{who}", other), _lc_row(f"{lc_name}_{who}", other_lc, inputs)]
         if who == "base":
@@ -368,7 +312,7 @@ def rows(cell: List[Dict[str, Any]], base: Optional[List[Dict[str, Any]]], null:
             if lc is not None and other_lc is not None:
                 out.append(_delta_row(f"{lc_name}_delta", {k: p * 100 for k, p in lc["by_item"].items()},
                                       {k: p * 100 for k, p in other_lc["by_item"].items()}, bootstrap=False))
-    out += _counts(cell, items, answers, repeats)
+    out += _counts(cell, items, answers, judge)
     kept = [row for row in out if row is not None]
     for row in kept:
         row.update(judge_model=judge.get("model"), prompt_hash=inputs.prompt_hash)

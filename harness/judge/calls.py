@@ -24,6 +24,9 @@ class Request:
     """Repeat index: repeats of one judgment are distinct calls and distinct cache entries."""
     prompt_hash: str = ""
     """Digest of the judge prompt template, so a changed prompt never hits an old answer."""
+    verdict: Optional[str] = None
+    """A regex a reply cut off at ``max_tokens`` must match to count (else it is retried, never cached);
+    None: a truncated reply counts (AlpacaEval's one-token verdict is always cut off). Not in the cache key."""
     tag: Dict[str, Any] = field(default_factory=dict)
     """The caller's bookkeeping (question id, turn, who), returned with the judgment."""
 

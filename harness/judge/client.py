@@ -2,9 +2,12 @@
 
 ``JudgeClient.run`` sends a list of ``Request`` s with ``eval.judge.concurrency`` threads and
 returns one ``Outcome`` each, in order. Retries (429, 5xx, timeouts, dropped connections,
-with exponential back-off honouring Retry-After) are the openai client's own. Successful
-answers are cached on disk (``harness.judge.cache``) and never asked again; failures are
-never cached, so a rerun makes exactly the calls that failed. The API key is read from the
+with exponential back-off honouring Retry-After) are the openai client's own. A 200 reply
+with nothing in it (empty content and no logprobs) or cut off at max_tokens before the
+verdict the request expects (``Request.verdict``) is a server fault too: asked again up to
+``eval.judge.retries`` times, then a failed call. Successful answers are cached on disk
+(``harness.judge.cache``) and never asked again; failures are never cached, so a rerun
+makes exactly the calls that failed. The API key is read from the
 environment and sent as a Bearer header only: it never reaches an error, a log or a file.
 """
 
@@ -16,7 +19,7 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from harness.errors import ConfigError
 from harness.judge import cache as judge_cache
@@ -25,10 +28,6 @@ from harness.judge.prices import api_key, check_judge_settings, cost, load_price
 
 ERROR_CHARS = 300
 """An error is one line of at most this many characters (server bodies can be pages long)."""
-
-
-
-
 
 
 def _one_line(text: str, secret: Optional[str]) -> str:
@@ -57,6 +56,7 @@ class JudgeClient:
         self.model: str = settings.get("model") or "gpt-4"
         self.max_usd: Optional[float] = settings.get("max_usd")
         self.concurrency: int = int(settings.get("concurrency") or 8)
+        self.retries: int = int(settings.get("retries", 4))
         self.prices = load_prices(settings.get("prices"))
         self.cache = judge_cache.JudgeCache(cache_dir)
         self._key = api_key(settings)
@@ -96,7 +96,8 @@ class JudgeClient:
         for index, request in enumerate(requests):
             cache_key = judge_cache.key(request, self.model)
             hit = self.cache.get(cache_key)
-            if hit is None:
+            # an empty reply cached before such replies were retried is asked again, not served forever
+            if hit is None or reply_fault(request, hit.get("text") or "", hit.get("top_logprobs"), None):
                 todo.append((index, request, cache_key))
                 continue
             outcomes[index] = Outcome(ok=True, text=hit["text"], top_logprobs=hit.get("top_logprobs"), cached=True,
@@ -131,7 +132,22 @@ class JudgeClient:
         return Outcome(ok=False, text=None, top_logprobs=None, cached=False, error=error)
 
     def _call(self, request: Request, cache_key: str) -> Outcome:
-        """One network call (with the client's retries), within the spending cap."""
+        """One judgment: a call, asked again (up to ``retries`` times) while the reply is empty or truncated."""
+        for _ in range(self.retries + 1):
+            outcome, fault = self._attempt(request, cache_key)
+            if fault is None:
+                return outcome
+        with self._lock:
+            self._stats["failed"] += 1
+        return Outcome(ok=False, text=None, top_logprobs=None, cached=False, error=fault,
+                       prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, usd=outcome.usd)
+
+    def _attempt(self, request: Request, cache_key: str) -> Tuple[Outcome, Optional[str]]:
+        """One network call (with the openai client's retries), within the spending cap.
+
+        Returns the outcome and, for a 200 reply that is empty or truncated before a verdict,
+        the fault (the reply is then neither cached nor final).
+        """
         reserve = self._reservation(request)
         with self._settled:
             # Refuse only what cannot fit once the calls in flight settle (they usually cost far less than
@@ -140,7 +156,7 @@ class JudgeClient:
                 if self._spent + reserve > self.max_usd:
                     self._stats["failed"] += 1
                     return Outcome(ok=False, text=None, top_logprobs=None, cached=False,
-                                   error=f"budget: eval.judge.max_usd={self.max_usd:g} reached (spent ${self._spent:.4f})")
+                                   error=f"budget: eval.judge.max_usd={self.max_usd:g} reached (spent ${self._spent:.4f})"), None
                 self._settled.wait()
             self._reserved += reserve
             self._stats["calls"] += 1
@@ -157,7 +173,7 @@ class JudgeClient:
             with self._settled:
                 self._reserved -= reserve
                 self._settled.notify_all()
-            return self._failed(self._describe(exc))
+            return self._failed(self._describe(exc)), None
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -174,15 +190,18 @@ class JudgeClient:
         if not choices or choices[0].message is None:  # malformed: nothing was answered, so it is asked again
             outcome = self._failed("empty response: no choices")
             outcome.prompt_tokens, outcome.completion_tokens, outcome.usd = prompt_tokens, completion_tokens, usd
-            return outcome
-        # An empty answer is still an answer (billed, and what this judge says to this prompt): it is cached
-        # and the benchmark counts it as unparseable, rather than asking again until it says something.
+            return outcome, None
         text = choices[0].message.content or ""
         top = _top_logprobs(choices[0])
-        self.cache.put(cache_key, text=text, top_logprobs=top, prompt_tokens=prompt_tokens,
-                       completion_tokens=completion_tokens, model=self.model)
-        return Outcome(ok=True, text=text, top_logprobs=top, cached=False, error=None,
-                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, usd=usd)
+        outcome = Outcome(ok=True, text=text, top_logprobs=top, cached=False, error=None,
+                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, usd=usd)
+        # An empty or cut-off reply is a passing server fault, not the judge's verdict: caching it (as an
+        # unparseable judgment) would make the fault permanent, so it is asked again instead.
+        fault = reply_fault(request, text, top, getattr(choices[0], "finish_reason", None))
+        if fault is None:
+            self.cache.put(cache_key, text=text, top_logprobs=top, prompt_tokens=prompt_tokens,
+                           completion_tokens=completion_tokens, model=self.model)
+        return outcome, fault
 
     def _describe(self, exc: Exception) -> str:
         """HTTP status / exception type and message, one line, key blanked."""
@@ -192,6 +211,17 @@ class JudgeClient:
             message = body.get("message") if isinstance(body.get("message"), str) else exc.message
             return _one_line(f"HTTP {exc.status_code} {type(exc).__name__}: {message}", self._key)
         return _one_line(f"{type(exc).__name__}: {exc}", self._key)
+
+
+def reply_fault(request: Request, text: str, top: Optional[List[Dict[str, Any]]],
+                finish_reason: Optional[str]) -> Optional[str]:
+    """Why a 200 reply is not a judgment (one line), or None: empty, or cut off before the expected verdict."""
+    if not text.strip() and not top:
+        return "empty reply: the server answered 200 with no content"
+    if finish_reason == "length" and request.verdict and not re.search(request.verdict, text):
+        return (f"truncated reply: cut off at max_tokens={request.max_tokens} before a verdict "
+                f"(raise eval.judge.max_tokens if this persists)")
+    return None
 
 
 def _top_logprobs(choice: Any) -> Optional[List[Dict[str, Any]]]:

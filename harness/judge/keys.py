@@ -26,6 +26,9 @@ JUDGE_FILES = {
 """Judge-only inputs of each benchmark: block key -> shipped asset used when the key is null (None: no default)."""
 SCORE_SETTINGS = ("model", "repeats", "null_control", "max_tokens")
 """The eval.judge keys that change a score; the others only change how it is obtained."""
+SCORING_SWITCHES = ("score_flagged", "strict_range")
+"""Score-changing eval.judge switches that are off by default: in the key only when on, so the keys of
+results judged before they existed stay the same."""
 
 
 def _file_digests(name: str, block: Dict[str, Any]) -> Dict[str, Optional[str]]:
@@ -44,7 +47,8 @@ def _file_digests(name: str, block: Dict[str, Any]) -> Dict[str, Optional[str]]:
 
 def judge_key(name: str, eval_key: str, block: Dict[str, Any], judge: Dict[str, Any]) -> str:
     """``<eval key>/judge-<digest>``: where this judge setting's result for these answers lives."""
-    inputs = {"files": _file_digests(name, block), **{key: judge.get(key) for key in SCORE_SETTINGS}}
+    inputs = {"files": _file_digests(name, block), **{key: judge.get(key) for key in SCORE_SETTINGS},
+              **{key: True for key in SCORING_SWITCHES if judge.get(key)}}
     return f"{eval_key}/judge-{stable_digest(inputs, 10)}"
 
 

@@ -5,41 +5,43 @@ averages the ratings over both turns and all questions, leaving out the unparsea
 ones (FastChat's -1). On top of that, this module reports what FastChat does not: a
 bootstrap interval over questions, the spread across repeated judgments, the paired
 delta against the base model, the score a constant "null" answer gets (arXiv
-2410.07137), and counts of failed, unparseable and suspicious judgments.
+2410.07137), and counts of failed, unparseable, out-of-range and suspicious judgments.
+
+Where this differs from FastChat, deliberately:
+
+- a rating FastChat cannot read (``[[07]]``, non-ASCII digits such as ``[[٧]]``: its
+  ``ast.literal_eval`` raises and the whole run stops) is read as the number it shows (7);
+- judgments of flagged answers (fence or verdict markup, ``answer_flags``) are left out of
+  the score unless ``eval.judge.score_flagged`` (``harness.judge.scoring``);
+- ``eval.judge.strict_range=true`` drops ratings outside 1-10 (FastChat keeps them; so do we by default).
+
+As FastChat: any rating ``[[x]]`` holds is kept (11, 0, 10.5; counted as ``out_of_range``),
+turn 2 is judged only for questions with exactly two turns, and the categories math,
+reasoning, coding and arena-hard-200 are judged against a reference answer.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
-from harness.benchmarks.inputs import (
-    JUDGE_PROMPTS,
-    MT_BENCH_REFERENCES,
-    file_digest,
-    mt_bench_questions,
-    read_jsonl,
-    resolve,
-)
 from harness.benchmarks.stats import bootstrap_ci, paired_delta
-from harness.errors import ConfigError, safe_repr
+from harness.judge import scoring
 from harness.judge.calls import Outcome, Request
+from harness.judge.mt_bench_inputs import PROMPTS, Inputs, load_inputs  # noqa: F401 - this module's API
 from harness.store.records import metric_row
 
 EVALUATOR = "mt_bench"
 SCORE_UNIT = "score (1-10)"
-NEED_REF_CATS = ("math", "reasoning", "coding")
+NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 """FastChat's categories judged against a reference answer (common.NEED_REF_CATS)."""
-FIELDS = {1: ("question", "answer", "ref_answer_1", "ref_answer_2"),
-          2: ("question_1", "question_2", "answer_1", "answer_2", "ref_answer_1", "ref_answer_2")}
-"""The template fields FastChat's run_judge_single fills, per turn."""
-PROMPTS = {(False, 1): "single-v1", (True, 1): "single-math-v1",
-           (False, 2): "single-v1-multi-turn", (True, 2): "single-math-v1-multi-turn"}
-"""(needs a reference, turn) -> judge prompt name, as FastChat's gen_judgment.py picks them."""
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
+VERDICT_PATTERN = f"{ONE_SCORE.pattern}|{ONE_SCORE_BACKUP.pattern}"
+"""What a judge reply cut off at max_tokens must hold to count (harness.judge.client.reply_fault)."""
+RATING_RANGE = (1.0, 10.0)
+"""The scale the judge prompt asks for; ratings outside it are kept (FastChat) and counted as out_of_range."""
 FENCE = re.compile(r"(?:\[|<\|)(\s*The\s+(?:Start|End)\s+of\s+[^\[\]<>|\n]{1,80}?)(?:\]|\|>)", re.IGNORECASE)
 """Any "[The Start/End of ...]" or "<|The Start/End of ...|>" marker: the fences of FastChat's templates."""
 VERDICT = re.compile(r"\[\[?\s*\d+(?:\.\d*)?\s*\]\]?|rating\s*:", re.IGNORECASE)
@@ -52,64 +54,6 @@ arXiv 2410.07137 shows that a constant answer can score high; theirs are crafted
 exploit the template. This one is deliberately plain (no fence, no verdict markup), so
 its score measures how much the judge rewards an answer that answers nothing.
 """
-
-
-@dataclass
-class Inputs:
-    """Judge-side MT-Bench files: questions, reference answers, judge prompts, and the file digests."""
-
-    questions: List[Dict[str, Any]]
-    """FastChat question.jsonl rows (question_id, category, turns)."""
-    references: Dict[Hashable, List[str]]
-    """question_id -> reference answer per turn (FastChat reference_answer/gpt-4.jsonl: choices[0].turns)."""
-    prompts: Dict[str, Dict[str, Any]]
-    """Judge prompt name -> FastChat judge_prompts.jsonl row (system_prompt, prompt_template, ...)."""
-    prompt_hash: str
-    """file_digest of the judge prompt file: recorded with every score and part of the judge cache key."""
-    reference_hash: str
-    """file_digest of the reference answer file."""
-    reference_file: str = ""
-    """Where the reference answers came from, for messages."""
-    by_id: Dict[Hashable, Dict[str, Any]] = field(default_factory=dict)
-    """question_id -> question."""
-
-
-def load_inputs(block: Dict[str, Any]) -> Inputs:
-    """Questions, reference answers and judge prompts named by an eval.mt_bench block (shipped ones for None)."""
-    questions = mt_bench_questions(block.get("questions"), block.get("limit"))
-    ref_path = resolve(block.get("references"), MT_BENCH_REFERENCES)
-    references: Dict[Hashable, List[str]] = {}
-    for number, row in enumerate(read_jsonl(ref_path, "eval.mt_bench.references"), 1):
-        try:
-            qid, turns = row["question_id"], row["choices"][0]["turns"]
-        except (KeyError, IndexError, TypeError):
-            turns = None
-        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
-            raise ConfigError(f"eval.mt_bench.references={ref_path}: record {number} needs question_id and "
-                              f"choices[0].turns, a list of strings (FastChat reference answer format)")
-        references[qid] = turns
-    prompt_path = resolve(block.get("judge_prompts"), JUDGE_PROMPTS)
-    prompts = {row.get("name"): row for row in read_jsonl(prompt_path, "eval.mt_bench.judge_prompts")}
-    missing = [name for name in PROMPTS.values() if name not in prompts]
-    if missing:
-        raise ConfigError(f"eval.mt_bench.judge_prompts={prompt_path}: no judge prompt named {', '.join(missing)} "
-                          f"(needs FastChat's {', '.join(PROMPTS.values())})")
-    for (_, turn), name in PROMPTS.items():
-        prompt = prompts[name]
-        if not isinstance(prompt.get("system_prompt"), str) or not isinstance(prompt.get("prompt_template"), str):
-            raise ConfigError(f"eval.mt_bench.judge_prompts={prompt_path}: prompt {name} needs string "
-                              f"system_prompt and prompt_template")
-        if prompt.get("output_format", "[[rating]]") != "[[rating]]":
-            raise ConfigError(f"eval.mt_bench.judge_prompts={prompt_path}: prompt {name} has output_format "
-                              f"{safe_repr(prompt.get('output_format'))}; only FastChat's \"[[rating]]\" is parsed")
-        try:
-            prompt["prompt_template"].format(**dict.fromkeys(FIELDS[turn], ""))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"eval.mt_bench.judge_prompts={prompt_path}: prompt {name} has a template field FastChat "
-                              f"does not fill ({type(exc).__name__}: {exc})") from None
-    return Inputs(questions=questions, references=references, prompts=prompts, prompt_hash=file_digest(prompt_path),
-                  reference_hash=file_digest(ref_path), reference_file=str(ref_path),
-                  by_id={q["question_id"]: q for q in questions})
 
 
 def answer_flags(text: str) -> List[str]:
@@ -132,7 +76,10 @@ def _items(answer: Dict[str, Any], inputs: Inputs, who: str) -> List[Dict[str, A
     need_ref = category in NEED_REF_CATS
     ref = inputs.references.get(qid) or []
     items = []
-    for turn in range(1, min(len(q_turns) or max(len(a_turns), 1), 2) + 1):  # FastChat judges turns 1 and 2
+    # FastChat judges turn 1 of every question and turn 2 only of two-turn questions (its
+    # multi-turn matches skip len(turns) != 2): a third turn has no judge template
+    shown = len(q_turns) or max(len(a_turns), 1)
+    for turn in (1, 2) if shown == 2 else (1,):
         texts = a_turns[:turn]
         flags = sorted({flag for text in texts if isinstance(text, str) for flag in answer_flags(text)})
         tag = {"who": who, "question_id": qid, "category": category, "turn": turn,
@@ -172,7 +119,8 @@ def requests(answers: List[Dict[str, Any]], inputs: Inputs, judge: Dict[str, Any
             for repeat in range(repeats):
                 messages = [{"role": "system", "content": prompt["system_prompt"]}, {"role": "user", "content": user}]
                 out.append(Request(messages=messages, max_tokens=int(judge.get("max_tokens") or 2048), temperature=0.0,
-                                   repeat=repeat, prompt_hash=inputs.prompt_hash, tag={**item["tag"], "repeat": repeat}))
+                                   repeat=repeat, prompt_hash=inputs.prompt_hash, verdict=VERDICT_PATTERN,
+                                   tag={**item["tag"], "repeat": repeat}))
     return out
 
 
@@ -185,14 +133,22 @@ def skipped(answers: List[Dict[str, Any]], inputs: Inputs, judge: Dict[str, Any]
 
 
 def parse_rating(text: Optional[str]) -> Optional[float]:
-    """FastChat's rating: the first "[[n]]", else the first "[n]"; None when absent or outside 1..10."""
+    """FastChat's rating: the first "[[n]]", else the first "[n]", whatever number it holds; None when absent.
+
+    FastChat keeps a rating outside 1-10 (11, 0, 10.5) and so do we (``out_of_range`` tells
+    them); "07" or non-ASCII digits, which crash FastChat's ``ast.literal_eval``, read as 7.
+    """
     if not text:
         return None
     match = ONE_SCORE.search(text) or ONE_SCORE_BACKUP.search(text)
     if not match:
         return None
-    value = float(match.group(1))
-    return value if 1 <= value <= 10 else None
+    return float(match.group(1))  # float() reads any Unicode decimal digit and leading zeros
+
+
+def out_of_range(score: Optional[float]) -> bool:
+    """A parsed rating outside the 1-10 scale the prompt asks for."""
+    return score is not None and not RATING_RANGE[0] <= score <= RATING_RANGE[1]
 
 
 def judgments(requests: List[Request], outcomes: List[Outcome]) -> List[Dict[str, Any]]:
@@ -203,9 +159,9 @@ def judgments(requests: List[Request], outcomes: List[Outcome]) -> List[Dict[str
     for request, outcome in zip(requests, outcomes):
         score = parse_rating(outcome.text) if outcome.ok else None
         status = "failed" if not outcome.ok else ("ok" if score is not None else "unparseable")
-        error = outcome.error if not outcome.ok else (None if score is not None else "no rating [[1..10]] in the judgment")
+        error = outcome.error if not outcome.ok else (None if score is not None else "no rating [[n]] in the judgment")
         out.append({**request.tag, "score": score, "status": status, "cached": bool(outcome.cached), "error": error,
-                    "judgment": outcome.text})
+                    "out_of_range": out_of_range(score), "judgment": outcome.text})
     return out
 
 
@@ -216,6 +172,14 @@ def null_answers(inputs: Inputs, answers: Optional[List[Dict[str, Any]]] = None)
              "turns": [NULL_ANSWER] * len(q["turns"]), "tokens": [None] * len(q["turns"]),
              "cut_off": [False] * len(q["turns"]), "temperature": 0.0, "questions": list(q["turns"])}
             for q in inputs.questions if wanted is None or q["question_id"] in wanted]
+
+
+def counted(judged: Optional[List[Dict[str, Any]]], judge: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+    """The judgments that count: flagged ones out (unless score_flagged), out-of-range ones out under strict_range."""
+    if judged is None:
+        return None
+    kept = scoring.counted(judged, judge)
+    return [j for j in kept if not j.get("out_of_range")] if judge.get("strict_range") else kept
 
 
 def _parsed(judged: List[Dict[str, Any]], turn: Optional[int] = None) -> List[Dict[str, Any]]:
@@ -269,29 +233,34 @@ def _turn_mean_row(parsed: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return row
 
 
-def _count_row(metric: str, value: float, unit: str = "count", note: Optional[str] = None) -> Dict[str, Any]:
+def _count_row(metric: str, value: float, unit: str = "count", note: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
     row = metric_row(EVALUATOR, EVALUATOR, metric, value, higher_is_better=False, unit=unit)
     if note:
         row["note"] = note
+    row.update(extra)
     return row
 
 
 def _counts(cell: List[Dict[str, Any]], answers: List[Dict[str, Any]], inputs: Inputs,
             judge: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """judged, failed (including turns no request was built for), unparseable, cached, flagged, cut-offs, tokens."""
+    """judged, failed (including turns no request was built for), unparseable, out_of_range, cached, flagged
+    (judgments of flagged answers, excluded unless score_flagged), cut-offs, tokens."""
     seen = {(j.get("question_id"), j.get("turn"), j.get("repeat")) for j in cell}
     unbuilt = [j for j in skipped(answers, inputs, judge, "cell")
                if (j["question_id"], j["turn"], j["repeat"]) not in seen]
     failed = [j for j in cell if j.get("status") == "failed"] + unbuilt
     turns: List[Tuple[Dict[str, Any], int]] = [(a, i) for a in answers for i in range(len(a.get("turns") or []))]
-    flagged = sum(1 for a, i in turns if isinstance(a["turns"][i], str) and answer_flags(a["turns"][i]))
+    flagged = sum(1 for j in cell if scoring.is_flagged(j))
     cut_off = sum(1 for a, i in turns if i < len(a.get("cut_off") or []) and a["cut_off"][i] is True)
     tokens = [t for a in answers for t in (a.get("tokens") or []) if isinstance(t, (int, float))]
-    rows = [_count_row("judged", len(_parsed(cell))),
+    rows = [_count_row("judged", len(_parsed(counted(cell, judge)))),
             _count_row("failed", len(failed), note=next((j.get("error") for j in failed if j.get("error")), None)),
             _count_row("unparseable", sum(1 for j in cell if j.get("status") == "unparseable")),
+            _count_row("out_of_range", sum(1 for j in cell if j.get("out_of_range")),
+                       excluded=bool(judge.get("strict_range"))),
             _count_row("cached", sum(1 for j in cell if j.get("cached"))),
-            _count_row("flagged", flagged), _count_row("answers_cut_off", cut_off)]
+            _count_row("flagged", flagged, **scoring.flagged_note(flagged, judge)),
+            _count_row("answers_cut_off", cut_off)]
     if tokens:
         rows.append(_count_row("answer_tokens", sum(tokens) / len(tokens), unit="tokens"))
     return rows
@@ -299,7 +268,12 @@ def _counts(cell: List[Dict[str, Any]], answers: List[Dict[str, Any]], inputs: I
 
 def rows(cell: List[Dict[str, Any]], base: Optional[List[Dict[str, Any]]], null: Optional[List[Dict[str, Any]]],
          answers: List[Dict[str, Any]], inputs: Inputs, judge: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Metric rows of one cell's judgments (FastChat show_result.py's score, plus spread, deltas, null, counts)."""
+    """Metric rows of one cell's judgments (FastChat show_result.py's score, plus spread, deltas, null, counts).
+
+    Scores use ``counted`` judgments only; the counts are over all of them.
+    """
+    every = cell
+    cell, base, null = counted(cell, judge), counted(base, judge), counted(null, judge)
     parsed = _parsed(cell)
     out = [_score_row(EVALUATOR, "mt_bench", parsed),
            _score_row(EVALUATOR, "mt_bench_turn1", _parsed(cell, 1)),
@@ -319,7 +293,7 @@ def rows(cell: List[Dict[str, Any]], base: Optional[List[Dict[str, Any]]], null:
             out.append(_delta_row(f"{metric}_delta", _parsed(cell, turn), _parsed(base, turn)))
     if null is not None:
         out.append(_score_row(EVALUATOR, "mt_bench_null", _parsed(null)))
-    out.extend(_counts(cell, answers, inputs, judge))
+    out.extend(_counts(every, answers, inputs, judge))
     kept = [row for row in out if row is not None]
     for row in kept:
         row.update(judge_model=judge.get("model"), prompt_hash=inputs.prompt_hash)

@@ -6,7 +6,10 @@ its untrained base's (the baseline cache folder), builds every judge request of 
 sweep, sends the distinct ones through one ``JudgeClient`` (shared concurrency, cache
 and spending cap), and writes one result per cell and judge setting under the answers:
 ``evals/<name>-<key>/judge-<key>/result.json`` (status, metric rows, counts, cost) plus
-``judgments.jsonl`` (every verdict with the judge's text, for auditing).
+``judgments.jsonl`` (every verdict with the judge's text, for auditing). The result's
+``judge`` block says which judge and how (model, base_url, repeats, prompt_hash,
+null_control, n_judged, limit, total, temperatures, sample) and ``caveats`` lists, as
+sentences, what limits the number (``harness.judge.caveats``).
 
 A result with any failed call is ``failed`` and names the command that retries it: the
 cache holds every successful call, so the rerun makes exactly the failed calls again.
@@ -23,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.files import read_json, write_json_atomic, write_text_atomic
+from harness.judge.caveats import caveats, judge_facts
 from harness.judge.keys import judge_key
 from harness.store.layout import RESULT, eval_dir, read_eval, read_manifest, update_manifest
 
@@ -152,10 +156,13 @@ def write_result(item: Work, outcomes: Dict[str, Any], judge: Dict[str, Any], sw
     rows = module.rows(judged["cell"], judged.get("base"), judged.get("null"), item.answers, item.inputs, judge)
     status, error = _status(judged, sweep_dir)
     spent = [outcomes[cache_key(r, judge["model"])] for r in item.requests["cell"]]
+    facts = judge_facts(item.name, item.block, judged["cell"], item.requests["cell"], getattr(item.inputs, "total", None))
     result = {
         "evaluator": item.name, "key": item.key, "status": status, "error": error, "rows": rows,
         "judge": {"model": judge["model"], "base_url": public_url(judge.get("base_url")), "repeats": judge.get("repeats"),
-                  "prompt_hash": getattr(item.inputs, "prompt_hash", None), "null_control": judge.get("null_control")},
+                  "prompt_hash": getattr(item.inputs, "prompt_hash", None), "null_control": judge.get("null_control"),
+                  **facts},
+        "caveats": caveats(item.name, facts, rows, judge),
         "cost": {"usd": sum(o.usd for o in spent), "prompt_tokens": sum(o.prompt_tokens for o in spent),
                  "completion_tokens": sum(o.completion_tokens for o in spent),
                  "calls": sum(1 for o in spent if not o.cached), "cached": sum(1 for o in spent if o.cached)},

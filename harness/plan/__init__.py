@@ -7,6 +7,8 @@ Modules: ``params`` (exact parameter counts), ``flops`` (model FLOPs per token),
 term alone), ``memory`` (the peak-memory prediction and its breakdown), ``dist`` (the same per GPU of a
 multi-GPU cell, and its communication), ``calibrate`` (fit free coefficients to
 measured records), ``estimate`` (GPU table, time and cost), ``anchors`` (published figures), ``html`` (the
-capacity view), ``__main__`` (the command line). Imports config and store only: the parent's frontier and the
+capacity view), ``suggest`` (the nearest configurations that fit when a cell does not), ``lengths`` (the data's token
+lengths under the cell's tokenizer, measured in a child process), ``render`` (the printed output), ``__main__`` (the
+command line). Imports config and store only: the parent's frontier and the
 worker's efficiency both use it, so it never imports torch.
 """

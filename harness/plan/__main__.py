@@ -7,7 +7,7 @@
 
 Takes the sweep's own config and overrides (same conf/, same validation), composes each
 grid point with Hydra, and predicts without torch and without weights. Planner options
-start with ``--``; everything else is a Hydra override.
+start with ``--`` and may come anywhere; everything else is a Hydra override.
 """
 
 from __future__ import annotations
@@ -18,16 +18,19 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from harness.config.model import checkpoint_config
 from harness.errors import ConfigError, HarnessError
+from harness.plan.render import render, render_calibration, render_grid
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-COMPONENTS = ["weights", "adapter", "optimizer", "gradients", "activations", "recompute", "head", "step_temp", "overhead"]
-"""Breakdown rows in print order: what is alive at the peak, so they add up to the predicted total."""
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     """Planner options plus the Hydra overrides (positional)."""
-    parser = argparse.ArgumentParser(prog="python -m harness.plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m harness.plan", description=__doc__.split("\n\n")[0],
+        epilog="Options and key=value overrides may come in any order, e.g. "
+               "python -m harness.plan model=llama --gpu rtx-4090 quant=4bit --examples 10000")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for python -m harness")
     parser.add_argument("-m", "--multirun", action="store_true", help="expand comma lists into a grid, as a sweep does")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -45,12 +48,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--dataset-tokens", type=float, default=None, help="tokens in the training split (overrides the estimate)")
     parser.add_argument("--examples", type=int, default=None, metavar="N",
                         help="time and cost for N training examples: tokens per example from data=synthetic, a record of "
-                             "the same data (--sweeps) or data.path's files, else train.max_seq_len (stated in the output)")
+                             "the same data (--sweeps) or data.path's files under the model's tokenizer (characters / 4 when it "
+                             "cannot load here), else train.max_seq_len (stated in the output)")
     parser.add_argument("--html", type=Path, default=None, metavar="FILE",
                         help="also write a self-contained HTML page: predicted peak vs each catalogue GPU's memory")
     parser.add_argument("--records", action="append", default=[], metavar="DIR",
                         help="with --html: sweep folder(s) whose measured peaks are drawn beside the prediction (repeatable)")
-    return parser.parse_args(argv)
+    # intermixed: overrides and options in any order (``model=llama --gpu rtx-4090 data.path=X``)
+    return parser.parse_intermixed_args(argv)
 
 
 def compose_jobs(overrides: List[str], multirun: bool) -> List[List[str]]:
@@ -74,6 +79,7 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
     from hydra.core.global_hydra import GlobalHydra
 
     from harness.config.compose import register
+    from harness.config.composition import COMPOSITION_ERRORS, composition_problem
     from harness.sweep.validate import validate
 
     register()
@@ -83,7 +89,9 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
         for job in jobs:
             try:
                 cfg = compose(config_name="config", overrides=job)
-            except Exception as exc:  # noqa: BLE001 - Hydra's own errors: keep their first line
+            except COMPOSITION_ERRORS as exc:  # the one line python -m harness prints (options of a group listed)
+                raise ConfigError(composition_problem(exc, job, GlobalHydra.instance().config_loader())) from None
+            except Exception as exc:  # noqa: BLE001 - anything else Hydra raises: keep its first line
                 raise ConfigError(str(exc).strip().splitlines()[0]) from None
             configs.append(validate(cfg))
     GlobalHydra.instance().clear()
@@ -91,10 +99,12 @@ def load_configs(jobs: List[List[str]]) -> List[Any]:
 
 
 def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalogue: Dict[str, Any],
-             records: List[Dict[str, Any]], coeffs: Dict[str, Any]) -> Dict[str, Any]:
-    """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time."""
+             records: List[Dict[str, Any]], coeffs: Dict[str, Any], job: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The whole plan for one cell: breakdown, flops, per-GPU table (cuda) and dataset time; ``job`` (its overrides)
+    lets ``--examples`` measure data.path under the cell's tokenizer (``harness.plan.lengths``)."""
     from harness.plan.dist import DistSetting, predict_dist
     from harness.plan.estimate import DEFAULT_MFU, dataset_plan, gpu_table, measured_throughput
+    from harness.plan.lengths import measured_length
     from harness.plan.memory import predict
     from harness.plan.setting import Cell
 
@@ -107,7 +117,10 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
         prediction = predict_dist(cell, dist, args.device, coeff=coeff, **options)
     else:
         prediction = predict(cell, args.device, coeff=coeff, **options)
-    dataset = dataset_plan(plain["data"], records, typed.model.name, typed.train.max_seq_len, args.examples, args.dataset_tokens)
+    lengths_key = [plain["model"], plain["data"], plain["framework"], typed.train.max_seq_len]
+    dataset = dataset_plan(plain["data"], records, typed.model.name, typed.train.max_seq_len, args.examples,
+                           args.dataset_tokens,
+                           None if job is None else lambda: measured_length(job, typed.model, same=lengths_key))
     tokens = dataset["train_tokens"]
     epochs_tokens = tokens * typed.train.epochs if tokens else None
     out: Dict[str, Any] = {
@@ -122,183 +135,35 @@ def plan_one(typed: Any, plain: Dict[str, Any], args: argparse.Namespace, catalo
         "memory": prediction.as_dict(),
         "dataset": {**dataset, "epochs": typed.train.epochs, "epochs_tokens": epochs_tokens},
     }
+    shape_from = checkpoint_config(typed.model)
+    if shape_from is not None:
+        out["cell"]["shape_from"] = str(shape_from)
     if args.device == "cuda":
         throughput = measured_throughput(plain, records, catalogue)
+        rate_seq = dataset.get("tokens_per_example")  # --examples: throughput at the data's own length
         out["gpus"] = gpu_table(cell, catalogue, coeff, epochs_tokens, throughput, args.mfu or DEFAULT_MFU, dist=dist,
-                                **options)
+                                rate_seq=rate_seq, **options)
+        if dist is None:
+            out["fit_options"] = _fit_options(cell, out["gpus"], catalogue, coeff, args, epochs_tokens, rate_seq, options)
     return out
 
 
-def _gib(mib: float) -> str:
-    return f"{mib / 1024:.2f}"
+def _fit_options(cell: Any, gpus: List[Dict[str, Any]], catalogue: Dict[str, Any], coeff: Any, args: argparse.Namespace,
+                 tokens: Optional[float], rate_seq: Optional[float], options: Dict[str, Any]) -> Dict[str, List[Dict[str, Any]]]:
+    """GPU name -> the nearest configurations that fit it, for each --gpu the cell does not fit (without --gpu: the
+    largest catalogue GPU, only when the cell fits none)."""
+    from harness.plan.estimate import DEFAULT_MFU, assumed_rate
+    from harness.plan.suggest import fit_options
 
-
-def render(plan: Dict[str, Any]) -> str:
-    """Human-readable breakdown and GPU table for one cell."""
-    from harness.text import to_markdown
-
-    mem, cell = plan["memory"], plan["cell"]
-    dist = mem.get("dist") or {}
-    lines = [
-        f"# {cell['model']} {cell['peft']}" + (f" r={cell['lora_r']}" if cell["lora_r"] else "")
-        + f" quant={cell['quant']}  batch {mem['batch']} x seq {mem['seq']}"
-        + (" (grad ckpt)" if cell["gradient_checkpointing"] else "")
-        + (f"  {dist['label']}, k={dist['k']} GPUs: every figure below is PER GPU" if dist else ""),
-        f"params: {mem['params']['total']:,} total, {mem['params']['trainable']:,} trainable",
-        f"predicted {mem['counter']}: {_gib(mem['total_mib'])} GiB (peak in the {mem['phase']} phase)"
-        + (f"; device total incl. allocator slack + CUDA context: {_gib(mem['device_total_mib'])} GiB"
-           if mem["counter"].startswith("cuda") else ""),
-    ]
-    coeff = plan["coefficients"]
-    lines.append("coefficients: " + (f"calibrated act_scale={coeff['act_scale']:.2f} overhead={coeff['overhead_mib']:.0f} MiB"
-                                     if coeff["calibrated"] else "analytic defaults (no --sweeps)"))
-    lines.append("")
-    if dist:
-        lines += _dist_lines(plan)
+    if args.gpu:
+        names = [row["gpu"] for row in gpus if not row["fits"]]
+    elif gpus and not any(row["fits"] for row in gpus):
+        names = [max(gpus, key=lambda row: row["memory_gib"])["gpu"]]
     else:
-        rows = [{"component": k, "GiB": mem["components"][k] / 1024} for k in COMPONENTS]
-        rows.append({"component": f"total ({mem['phase']})", "GiB": mem["total_mib"] / 1024})
-        lines.append(to_markdown(rows, ["component", "GiB"]))
-    other = {name: mib for name, mib in mem["phases"].items() if name != mem["phase"]}
-    lines.append(f"rows: what is alive at the peak ({mem['phase']} phase); "
-                 + ", ".join(f"the {name} phase holds {_gib(mib)} GiB" for name, mib in other.items()))
-    lines.append("assumptions: " + "; ".join(mem["assumptions"]))
-    lines += [f"note: {caveat}" for caveat in mem["caveats"]]
-    if "gpus" in plan:  # --device cpu predicts memory only: no time, no cost
-        lines.append("")
-        table = []
-        for row in plan["gpus"] if not dist else []:
-            table.append({
-                "gpu": row["gpu"], "mem GiB": row["memory_gib"], "need GiB": row["predicted_gib"],
-                "fits": "yes" if row["fits"] else "no", "headroom GiB": row["headroom_gib"],
-                "max batch": row["max_batch"], "max seq": row["max_seq"], "tok/s": row["tokens_per_s"],
-                "hours": row["hours"], "USD": row["cost_usd"], "throughput": row["throughput_source"],
-            })
-        lines.append(to_markdown(table, list(table[0]) if table else ["gpu"]) if not dist else _dist_table(plan))
-        lines.append(_dataset_line(plan["dataset"]))
-    return "\n".join(lines)
-
-
-DIST_ROWS = ["weights", "adapter", "optimizer", "gradients", "buckets", "gathered", "activations", "recompute", "head",
-             "step_temp", "overhead"]
-"""Per-GPU breakdown rows of a dist plan in print order (COMPONENTS plus DDP/ZeRO buckets and FSDP's gathered units)."""
-
-
-def _dist_lines(plan: Dict[str, Any]) -> List[str]:
-    """A dist plan's per-GPU breakdown, with how each row is split, what moved to the CPU and the bytes sent."""
-    from harness.text import to_markdown
-
-    mem, dist = plan["memory"], plan["memory"]["dist"]
-    moved = dist["offloaded_mib"]
-    rows = []
-    for name in DIST_ROWS:
-        if name not in mem["components"] and name not in moved:
-            continue
-        how = dist["how"].get(name, "per GPU")
-        if name in moved:
-            how += f": {_gib(moved[name])} GiB per GPU held in host memory"
-        rows.append({"component": name, "GiB per GPU": mem["components"].get(name, 0.0) / 1024, "how": how})
-    rows.append({"component": f"total ({mem['phase']})", "GiB per GPU": mem["total_mib"] / 1024,
-                 "how": f"x {dist['k']} GPUs"})
-    comm = dist["comm_bytes"]
-    lines = [to_markdown(rows, ["component", "GiB per GPU", "how"])]
-    if not plan["cell"]["dist"]["requested"]:
-        lines.append(f"dist.processes=null: the breakdown is for k={dist['k']} (one node); the GPU table plans each GPU "
-                     "at the smallest k that holds the cell")
-    lines.append("sent per GPU per optimizer step (ring collectives, f = (k-1)/k): "
-                 + ", ".join(f"{name} {v / 1e9:,.2f} GB" for name, v in comm.items() if name != "pcie")
-                 + (f"; over PCIe for the offload {comm['pcie'] / 1e9:,.2f} GB" if "pcie" in comm else ""))
-    return lines
-
-
-def _dist_table(plan: Dict[str, Any]) -> str:
-    """The GPU table of a dist plan: how many of which GPU, and the time at that many."""
-    from harness.text import to_markdown
-
-    table = []
-    for row in plan["gpus"]:
-        table.append({
-            "gpu": row["gpu"], "mem GiB": row["memory_gib"], "k": row["k"], "need GiB/GPU": row["predicted_gib"],
-            "fits": "yes" if row["fits"] else "no", "smallest k": row["smallest_k"] or "none <= 64",
-            "max batch/GPU": row["max_batch"], "max seq": row["max_seq"],
-            "link GB/s": f"{row['link']} {row['link_gb_per_s']:g}" if row["link_gb_per_s"] else row["link"],
-            "compute s": row["compute_s"], "comm s": row["comm_s"], "step s": row["step_s"],
-            "tok/s": row["tokens_per_s"], "hours": row["hours"], "USD": row["cost_usd"],
-        })
-    notes = ("k: GPUs planned (dist.processes, else the smallest k); need: predicted device total per GPU; smallest k: "
-             "fewest GPUs of that kind (1, 2, 4, ..., 64) that hold the cell; link: what the collectives cross, GB/s per "
-             "direction (peak, from the catalogue: measured NCCL rates are lower); compute s, comm s: one optimizer step "
-             "of grad_accum micro-batches per GPU; step s = max(compute, comm): communication assumed to overlap "
-             "compute fully (their sum is the no-overlap bound); tok/s: all k GPUs together; USD: k GPUs x hours")
-    return to_markdown(table, list(table[0]) if table else ["gpu"]) + "\n" + notes
-
-
-def _dataset_line(data: Dict[str, Any]) -> str:
-    """Which data the hours and USD are for, and how many epochs."""
-    epochs = f", {data['epochs']:g} epoch{'s' * (data['epochs'] != 1)}" if data["train_tokens"] else ""
-    return f"time and cost for: {data['for']}{epochs}" + (f"; {data['hint']}" if data.get("hint") else "")
-
-
-def render_grid(plans: List[Dict[str, Any]]) -> str:
-    """One line per grid point: predicted need and the smallest catalogue GPU that holds it."""
-    from harness.text import to_markdown
-
-    rows = []
-    for plan in plans:
-        cell, mem = plan["cell"], plan["memory"]
-        fitting = [g for g in plan.get("gpus", []) if g["fits"]]
-        cheapest = min(fitting, key=lambda g: g["cost_usd"] if g["cost_usd"] is not None else float("inf"), default=None)
-        rows.append({
-            "model": cell["model"], "peft": cell["peft"], "quant": cell["quant"], "r": cell["lora_r"],
-            **({"dist": _dist_name(cell["dist"])} if any(p["cell"].get("dist") for p in plans) else {}),
-            "batch": mem["batch"], "seq": mem["seq"], "trainable": mem["params"]["trainable"],
-            "pred GiB": mem["total_mib"] / 1024,
-            "device GiB": mem["device_total_mib"] / 1024,
-            "smallest GPU": _gpus(fitting[0]) if fitting else "none",
-            "cheapest GPU": _gpus(cheapest) if cheapest else "none",
-            "USD": cheapest["cost_usd"] if cheapest else None,
-        })
-    lines = [to_markdown(rows, list(rows[0]) if rows else ["model"])]
-    if any(p["cell"].get("dist") for p in plans):
-        lines.append("pred GiB and device GiB of a dist row are per GPU at its k; its GPUs: device x count")
-    lines += list(dict.fromkeys(_dataset_line(plan["dataset"]) for plan in plans if "gpus" in plan))
-    lines += [f"note: {caveat}" for caveat in dict.fromkeys(c for plan in plans for c in plan["memory"]["caveats"])]
-    return "\n".join(lines)
-
-
-def _dist_name(dist: Optional[Dict[str, Any]]) -> str:
-    """A grid row's strategy and rank count (``FSDP2 full shard k=4``; ``none`` for one device)."""
-    if not dist:
-        return "none"
-    return f"{dist['label']} k={dist['k']}" + ("" if dist["requested"] else " (null; GPU columns: each GPU's smallest k)")
-
-
-def _gpus(row: Dict[str, Any]) -> str:
-    """A GPU-table row's device, with its count for a dist plan (``a100-80gb x4``)."""
-    return f"{row['gpu']} x{row['k']}" if "k" in row else row["gpu"]
-
-
-def render_calibration(report: Dict[str, Dict[str, Any]]) -> str:
-    """Fitted coefficients and held-out error per counter."""
-    lines = ["# calibration on measured records"]
-    for counter, entry in report.items():
-        d = entry["default"]
-        error = (f"analytic defaults: median {d['median_abs_pct']:.1f} %, worst {d['worst_abs_pct']:.1f} % absolute error"
-                 if entry["records"] else "nothing to compare")
-        lines.append(
-            f"{counter}: {entry['records']} ok records; {error}"
-            + (f" ({entry['not_modelled']} more left out: quantized on CPU or 8-bit sharded, not modelled)"
-               if entry.get("not_modelled") else "")
-        )
-        if "fitted" in entry:
-            f, loo = entry["fitted"], entry["leave_one_out"]
-            lines.append(
-                f"  fitted act_scale={f['act_scale']:.2f} overhead={f['overhead_mib']:.0f} MiB; leave-one-out error: "
-                f"median {loo['median_abs_pct']:.1f} %, worst {loo['worst_abs_pct']:.1f} %"
-            )
-        else:
-            lines.append(f"  {entry['note']}")
-    return "\n".join(lines)
+        names = []
+    mfu = args.mfu or DEFAULT_MFU
+    return {name: fit_options(cell, catalogue[name], coeff, lambda c, hw=catalogue[name]: assumed_rate(c, hw, mfu, rate_seq),
+                              tokens, options) for name in names}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -328,8 +193,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         records = load_sweeps(Path(f) for f in args.sweeps)
         report = calibrate(records, attention=args.attention, head=args.head) if records else {}
         coeffs = fitted_coefficients(report)
-        configs = load_configs(compose_jobs(args.overrides, args.multirun))
-        plans = [plan_one(typed, plain, args, catalogue, records, coeffs) for typed, plain in configs]
+        jobs = compose_jobs(args.overrides, args.multirun)
+        plans = [{**plan_one(typed, plain, args, catalogue, records, coeffs, job), "overrides": job}
+                 for job, (typed, plain) in zip(jobs, load_configs(jobs))]
         if args.html is not None:
             from harness.plan.html import load_record_views, write_plan_html
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from harness.config.hardware import Hardware, match_device
 from harness.data.load import read_file, resolve_path, source_files
@@ -113,12 +113,14 @@ def dataset_tokens(data: Dict[str, Any], records: List[Dict[str, Any]], model_na
     return chars * share / CHARS_PER_TOKEN, f"estimated from {path.name}: {chars:,} characters / {CHARS_PER_TOKEN:g} per token"
 
 
-def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str, max_seq_len: int) -> Tuple[float, str]:
+def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str, max_seq_len: int,
+                       lengths: Optional[Callable[[], Tuple[Optional[float], str]]] = None) -> Tuple[float, str]:
     """Tokens in one training example, for ``--examples``, and where the figure comes from.
 
     In order: data=synthetic's seq_len (exact); a record of the same data and model
-    (measured); the user's own files (data.path: characters / CHARS_PER_TOKEN per record,
-    cut at train.max_seq_len as training cuts them); else train.max_seq_len, an upper bound
+    (measured); the user's own files (data.path): ``lengths()`` (the cell's tokenizer,
+    ``harness.plan.lengths``), else characters / CHARS_PER_TOKEN per record when it cannot,
+    cut at train.max_seq_len as training cuts them; else train.max_seq_len, an upper bound
     that matches the memory prediction's "every sequence at full length". The bundled chat
     set is not the user's data, so it never stands in for it.
     """
@@ -129,6 +131,9 @@ def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], mode
         train, cell = found
         return train["tokens"] / train["examples"], f"measured: mean of {train['examples']} examples in record {cell}"
     if data.get("path") is not None:
+        measured, fallback = lengths() if lengths is not None else (None, "")
+        if measured is not None:
+            return measured, fallback
         path = resolve_path(data["path"])
         try:
             lengths = [min(chars / CHARS_PER_TOKEN, max_seq_len) for chars in _record_chars(path)]
@@ -137,7 +142,8 @@ def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], mode
         else:
             why = f"{path} has no records"
         if lengths:
-            return (sum(lengths) / len(lengths), f"estimated from {path.name}: mean of {len(lengths)} records, "
+            why_not = f"{fallback}, so " if fallback else ""
+            return (sum(lengths) / len(lengths), f"{why_not}estimated from {path.name}: mean of {len(lengths)} records, "
                     f"{CHARS_PER_TOKEN:g} characters per token, cut at train.max_seq_len={max_seq_len}")
         return float(max_seq_len), f"assumed train.max_seq_len={max_seq_len} ({why})"
     unread = "data.hub_id is not read offline; " if data.get("hub_id") else ""
@@ -146,7 +152,8 @@ def tokens_per_example(data: Dict[str, Any], records: List[Dict[str, Any]], mode
 
 
 def dataset_plan(data: Dict[str, Any], records: List[Dict[str, Any]], model_name: str, max_seq_len: int,
-                 examples: Optional[int] = None, given_tokens: Optional[float] = None) -> Dict[str, Any]:
+                 examples: Optional[int] = None, given_tokens: Optional[float] = None,
+                 lengths: Optional[Callable[[], Tuple[Optional[float], str]]] = None) -> Dict[str, Any]:
     """What the time and cost are for: training tokens, examples, tokens per example, their sources, one line saying
     so (``for``) and what else the user could ask (``hint``).
 
@@ -157,7 +164,7 @@ def dataset_plan(data: Dict[str, Any], records: List[Dict[str, Any]], model_name
         return {"train_tokens": float(given_tokens), "source": "given by --dataset-tokens", "examples": None,
                 "tokens_per_example": None, "for": f"{given_tokens:,.0f} training tokens (--dataset-tokens)", "hint": None}
     if examples:
-        per, source = tokens_per_example(data, records, model_name, max_seq_len)
+        per, source = tokens_per_example(data, records, model_name, max_seq_len, lengths)
         return {"train_tokens": examples * per, "source": f"--examples {examples} x tokens per example ({source})",
                 "examples": examples, "tokens_per_example": per,
                 "for": f"{examples:,} examples x {per:,.0f} tokens each = {examples * per:,.0f} training tokens "
@@ -217,6 +224,28 @@ def measured_throughput(config: Dict[str, Any], records: Iterable[Dict[str, Any]
     return {name: {"tokens_per_s": statistics.median(v), "records": len(v)} for name, v in found.items()}
 
 
+def adapter_count(cell: Cell) -> int:
+    """Trainable adapter parameters of a LoRA/DoRA cell; 0 for a full fine-tune."""
+    from harness.config.peft import lora_target_modules
+    from harness.plan.params import adapter_params
+
+    if cell.peft.method not in ("lora", "dora"):
+        return 0
+    modules = lora_target_modules(cell.model.arch, cell.lora)
+    return adapter_params(cell.model, modules, cell.lora.r, cell.peft.method == "dora")
+
+
+def assumed_rate(cell: Cell, hw: Hardware, mfu: float, seq: Optional[float] = None) -> Tuple[float, str]:
+    """Tokens/s of ``cell`` on ``hw`` under the MFU assumption at sequence length ``seq`` (default
+    train.max_seq_len: attention FLOPs per token grow with it), and the words that state it."""
+    n_adapter = adapter_count(cell)
+    s = int(seq or cell.train.max_seq_len)
+    cell_mfu, source = assumed_mfu(cell, mfu, s, n_adapter)
+    if seq is not None and int(seq) != cell.train.max_seq_len:
+        source += f", at {s} tokens per sequence"
+    return cell_mfu * hw.bf16_tflops * 1e12 / flops_per_token(cell.model, s, n_adapter, n_adapter == 0), source
+
+
 def gpu_table(
     cell: Cell,
     catalogue: Dict[str, Hardware],
@@ -225,18 +254,15 @@ def gpu_table(
     throughput: Dict[str, Dict[str, Any]],
     mfu: float = DEFAULT_MFU,
     dist: Optional[DistSetting] = None,
+    rate_seq: Optional[float] = None,
     **options: Any,
 ) -> List[Dict[str, Any]]:
     """One row per catalogue GPU: fit, headroom, largest batch and sequence, throughput, time, cost (``dist``: per GPU
-    of k ranks, the smallest k that fits, communication and the whole cell's throughput, time and cost)."""
-    from harness.config.peft import lora_target_modules
-    from harness.plan.params import adapter_params
+    of k ranks, the smallest k that fits, communication and the whole cell's throughput, time and cost).
 
-    adapter = cell.peft.method in ("lora", "dora")
-    n_adapter = (
-        adapter_params(cell.model, lora_target_modules(cell.model.arch, cell.lora), cell.lora.r, cell.peft.method == "dora")
-        if adapter else 0
-    )
+    ``rate_seq``: the sequence length the assumed throughput is for (``--examples``: the data's tokens per example);
+    default train.max_seq_len."""
+    n_adapter = adapter_count(cell)
     b, s = cell.train.batch_size, cell.train.max_seq_len
     rows = []
     for hw in catalogue.values():
@@ -264,8 +290,7 @@ def gpu_table(
         if hw.name in throughput:
             rate, source = throughput[hw.name]["tokens_per_s"], f"measured ({throughput[hw.name]['records']} records)"
         else:
-            cell_mfu, source = assumed_mfu(cell, mfu, s, n_adapter)
-            rate = cell_mfu * hw.bf16_tflops * 1e12 / flops_per_token(cell.model, s, n_adapter, not adapter)
+            rate, source = assumed_rate(cell, hw, mfu, rate_seq)
         row.update(tokens_per_s=rate, throughput_source=source)
         hours = tokens / rate / 3600 if tokens and rate and row["fits"] else None
         row.update(
@@ -280,9 +305,7 @@ def _rate(cell: Cell, hw: Hardware, throughput: Dict[str, Dict[str, Any]], mfu: 
     """One GPU's tokens/s on ``cell`` and where the figure comes from: measured records, else the MFU assumption."""
     if hw.name in throughput:
         return throughput[hw.name]["tokens_per_s"], f"measured ({throughput[hw.name]['records']} records)"
-    s = cell.train.max_seq_len
-    cell_mfu, source = assumed_mfu(cell, mfu, s, n_adapter)
-    return cell_mfu * hw.bf16_tflops * 1e12 / flops_per_token(cell.model, s, n_adapter, cell.peft.method == "full"), source
+    return assumed_rate(cell, hw, mfu)
 
 
 def _dist_row(cell: Cell, hw: Hardware, coeff: Optional[Coefficients], tokens: Optional[float],

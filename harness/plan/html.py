@@ -239,12 +239,20 @@ td.fits { color: #1b7a1b; } td.short { color: #b01c1c; font-weight: 600; }
 Coefficients: {{ coefficients }}.</p>
 <h2>Planned cells</h2>
 <table>
-<tr><th>cell</th><th>counter</th><th>predicted GiB</th><th>needs GiB</th><th>peak phase</th><th>smallest GPU that holds it</th></tr>
+<tr><th>cell</th><th>counter</th><th>predicted GiB</th><th>needs GiB</th><th>peak phase</th><th>smallest GPU that holds it</th><th>assumptions</th></tr>
 {% for c in cells %}<tr><td>{{ c.label }}</td><td class="text">{{ c.counter }}</td><td>{{ c.predicted }}</td><td>{{ c.needs }}</td>
-<td class="text">{{ c.phase }}</td><td class="{{ {'none': 'short', '—': ''}.get(c.smallest, 'fits') }} text">{{ c.smallest }}</td></tr>
+<td class="text">{{ c.phase }}</td><td class="{{ {'none': 'short', '—': ''}.get(c.smallest, 'fits') }} text">{{ c.smallest }}</td>
+<td class="text">{{ c.assumptions }}</td></tr>
 {% endfor %}</table>
-<p class="note">Assumptions: {{ assumptions }}</p>
-{% for note in notes %}<p class="note">Note: {{ note }}</p>
+{% for gpu, options in fit_options %}<h2>Does not fit {{ gpu }}: nearest configurations that do</h2>
+{% if options %}<table>
+<tr><th>overrides to paste</th><th>needs GiB</th><th>tok/s</th><th>hours</th><th>USD</th></tr>
+{% for o in options %}<tr><td><code>{{ o.overrides }}</code></td><td>{{ o.needs }}</td><td>{{ o.rate }}</td><td>{{ o.hours }}</td><td>{{ o.usd }}</td></tr>
+{% endfor %}</table>
+<p class="note">Fewest changes first, then fastest; a shorter train.max_seq_len (it changes what is trained) last;
+train.grad_accum keeps the global batch.</p>
+{% else %}<p class="note">No change of checkpointing, quantization, micro-batch or sequence length makes it fit.</p>
+{% endif %}{% endfor %}{% for note in notes %}<p class="note">Note: {{ note }}</p>
 {% endfor %}{% for line in time_for %}<p class="note">Hours and USD (in each GPU's hover) are for {{ line }}.</p>
 {% endfor %}{% for div in plots %}{{ div }}
 {% endfor %}
@@ -299,7 +307,8 @@ def render_html(plans: List[Dict[str, Any]], catalogue: Dict[str, Any],
         fitting = [g["gpu"] for g in plan.get("gpus", []) if g["fits"]]
         cells.append({"label": label, "counter": mem["counter"], "predicted": _gib(mem["total_mib"]),
                       "needs": _gib(mem["device_total_mib"]), "phase": mem["phase"],
-                      "smallest": (fitting[0] if fitting else "none") if has_gpus else "—"})
+                      "smallest": (fitting[0] if fitting else "none") if has_gpus else "—",
+                      "assumptions": "; ".join(mem["assumptions"])})
     gpus = []
     if has_gpus:
         for row in plans[0]["gpus"]:
@@ -323,12 +332,22 @@ def render_html(plans: List[Dict[str, Any]], catalogue: Dict[str, Any],
     template = env.from_string(PAGE)
     return template.render(
         plotlyjs=_markup(get_plotlyjs()),
-        coefficients=coefficients, cells=cells, assumptions="; ".join(plans[0]["memory"]["assumptions"]) if plans else "",
+        coefficients=coefficients, cells=cells, fit_options=_fit_rows(plans),
         notes=list(dict.fromkeys(c for plan in plans for c in plan["memory"].get("caveats", []))),
         time_for=list(dict.fromkeys(plan["dataset"]["for"] for plan in plans if plan.get("gpus") and plan.get("dataset"))),
         plots=[_markup(p) for p in plots], gpus=gpus, records=table, unit=unit[0], record_dirs=", ".join(str(d) for d in record_dirs),
         records_plot=_markup(_div(figure, DIV_RECORDS)) if figure is not None else "",
     )
+
+
+def _fit_rows(plans: List[Dict[str, Any]]) -> List[Tuple[str, List[Dict[str, str]]]]:
+    """(GPU, formatted options) of a single planned cell's ``fit_options`` (a grid shows none: one table per cell
+    and GPU would drown the page)."""
+    if len(plans) != 1:
+        return []
+    return [(gpu, [{"overrides": o["overrides"], "needs": f"{o['device_gib']:.2f}", "rate": _num(o["tokens_per_s"], ",.0f"),
+                    "hours": _num(o["hours"], ".3g"), "usd": _num(o["cost_usd"], ".3g")} for o in options])
+            for gpu, options in (plans[0].get("fit_options") or {}).items()]
 
 
 def _markup(text: str) -> Any:

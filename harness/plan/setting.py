@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from harness.config.model import ModelConfig
+from harness.config.model import ModelConfig, checkpoint_shape
 from harness.config.peft import LoraConfig, PeftConfig, QuantConfig, lora_target_modules
 from harness.config.train import TrainConfig
 
@@ -91,8 +91,9 @@ class Cell:
 
     @classmethod
     def of(cls, cfg: Any) -> "Cell":
-        """From a HarnessConfig (or anything with those attributes)."""
-        return cls(cfg.model, cfg.peft, cfg.lora, cfg.quant, cfg.train)
+        """From a HarnessConfig (or anything with those attributes); a local model folder's shape from its
+        config.json (``checkpoint_shape``)."""
+        return cls(checkpoint_shape(cfg.model), cfg.peft, cfg.lora, cfg.quant, cfg.train)
 
     @classmethod
     def from_dict(cls, config: Dict[str, Any]) -> "Cell":
@@ -103,7 +104,7 @@ class Cell:
             return kind(**{k: v for k, v in (block or {}).items() if k in known})
 
         return cls(
-            build(ModelConfig, config.get("model")),
+            checkpoint_shape(build(ModelConfig, config.get("model"))),
             build(PeftConfig, config.get("peft")),
             build(LoraConfig, config.get("lora")),
             build(QuantConfig, config.get("quant")),

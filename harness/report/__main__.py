@@ -32,6 +32,8 @@ def parse(argv: List[str]) -> Tuple[List[Path], ReportConfig, LoggerConfig]:
     """(sweep folders, report settings, logger settings); a one-line ConfigError for anything else."""
     sweeps: List[Path] = []
     blocks: Dict[str, Dict[str, Any]] = {"report": {}, "logger": {}}
+    if any(arg in ("-h", "--help") for arg in argv[1:]):
+        raise Help()
     for arg in argv[1:]:
         key, eq, raw = arg.partition("=")
         if not eq or Path(arg).is_dir():  # sweep folders named after their overrides contain "="
@@ -54,14 +56,39 @@ def parse(argv: List[str]) -> Tuple[List[Path], ReportConfig, LoggerConfig]:
     return sweeps, ReportConfig(**blocks["report"]), LoggerConfig(**blocks["logger"])
 
 
+def _say_corrupt(sweeps: List[Path]) -> int:
+    """One ``error:`` line per cell file that does not parse (the report shows such cells ``corrupt``); their count."""
+    from harness.store.layout import load_sweep
+
+    said = sorted({str(view.get("error")) for sweep in sweeps for view in load_sweep(sweep) if view.get("status") == "corrupt"})
+    for line in said:
+        print(f"error: {line}", file=sys.stderr)
+    return len(said)
+
+
+class Help(Exception):
+    """``-h`` / ``--help`` on the command line: print the usage and exit 0."""
+
+
 def main(argv: List[str] = sys.argv) -> int:
-    """Entry point: 0 when the report was written, 2 on bad input."""
-    from harness.report.build import report
+    """Entry point: 0 when the report was written, 1 when a file of it could not be written or a cell's file is
+    corrupt (the report is written, the cell marked ``corrupt``), 2 on bad input."""
 
     def body() -> int:
-        sweeps, cfg, logger = parse(argv)
-        report(sweeps, cfg, logger)
-        return 0
+        try:
+            sweeps, cfg, logger = parse(argv)
+        except Help:
+            print(f"{USAGE}\n\n{__doc__.strip()}")
+            return 0
+        from harness.report.build import report
+
+        try:
+            report(sweeps, cfg, logger)
+        except OSError as exc:  # a full or read-only disk: one line naming the file, never exit 0 without the report
+            where = exc.filename or f"the report beside {sweeps[0]}"
+            print(f"error: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        return 1 if _say_corrupt(sweeps) else 0
 
     return run_cli(body)
 

@@ -9,11 +9,21 @@ from typing import List
 from harness.errors import HarnessError
 from harness.store.layout import cells_root
 
+USAGE = "usage: python -m harness.store migrate ROOT"
+HELP = (
+    "Moves each cell folder of the old per-sweep layout (ROOT/<sweep>/<cell>/) into the cell store\n"
+    "ROOT/cells/<new id> and leaves a link and a manifest in the sweep folder. Nothing is deleted: a cell\n"
+    "whose new id is already stored goes to ROOT/cells/.duplicates/ (harness/store/migrate.py)."
+)
+
 
 def main(argv: List[str]) -> int:
-    """``python -m harness.store migrate ROOT``."""
+    """``python -m harness.store migrate ROOT``; ``--help`` prints the usage (exit 0), anything else it on stderr (2)."""
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(f"{USAGE}\n\n{HELP}")
+        return 0
     if len(argv) != 3 or argv[1] != "migrate":
-        print("usage: python -m harness.store migrate ROOT", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     from harness.store.migrate import migrate
 

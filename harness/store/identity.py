@@ -274,13 +274,28 @@ def cell_identity(config: Dict[str, Any]) -> Dict[str, Any]:
     return identity
 
 
+def framework_label(framework: Dict[str, Any]) -> str:
+    """The framework's part of a cell id: ``framework.name``, unless that is still ``hf`` while another backend trains.
+
+    ``framework.backend=pkg.module:FaultBackend`` alone leaves ``framework.name`` at its default, so its cells
+    read ``-hf-`` although hf never trained them; those take the backend's own name (``fault``: the class, less a
+    ``Backend`` suffix; a registry name as it is). An hf cell's label, hence every stored hf cell id, is unchanged.
+    """
+    name, backend = str(framework.get("name") or "hf"), str(framework.get("backend") or "hf")
+    if name != "hf" or backend == "hf":
+        return name
+    module, _, attr = backend.rpartition(":") if ":" in backend else ("", "", backend)
+    label = re.sub(r"(?i)_?backend$", "", attr) or module.rsplit(".", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", label.lower()) or "plugin"
+
+
 def cell_id(config: Dict[str, Any], identity: Dict[str, Any]) -> str:
     """Readable prefix (model, method, rank, quantization, framework) and a hash of the identity."""
     model, peft, quant = config["model"]["name"], config["peft"]["method"], config["quant"]["mode"]
     rank = f"-r{config['lora']['r']}" if peft in ("lora", "dora") else ""
     dist = config.get("dist") or {}
     ranks = f"-{dist['strategy']}{dist.get('processes')}" if dist.get("strategy", "none") != "none" else ""
-    return f"{model}-{peft}{rank}-{quant}-{config['framework']['name']}{ranks}-{stable_digest(identity, 12)}"
+    return f"{model}-{peft}{rank}-{quant}-{framework_label(config['framework'])}{ranks}-{stable_digest(identity, 12)}"
 
 
 def eval_keys(config: Dict[str, Any]) -> Dict[str, str]:

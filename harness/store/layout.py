@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from harness.files import file_lock, read_json, within, write_json_atomic
+from harness.errors import CorruptFileError
+from harness.files import file_lock, load_json, read_json, within, write_json_atomic
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 
 CELLS = "cells"
@@ -118,9 +119,28 @@ def cell_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None]) -> Itera
         os.close(fd)
 
 
+REWRITE = "rerun the sweep's command to write it again"
+"""What to do about a corrupt manifest (the sweeper rewrites it before any cell runs)."""
+
+
 def read_manifest(sweep_dir: Path) -> Optional[Dict[str, Any]]:
-    """The sweep folder's manifest, or None (an old-layout folder, or not a sweep)."""
-    return read_json(Path(sweep_dir) / MANIFEST)
+    """The sweep folder's manifest, or None (an old-layout folder, or not a sweep).
+
+    A manifest that exists but is not a grid (truncated, ``{}``, a job without a cell id) is a one-line
+    ``CorruptFileError`` naming the file, never a KeyError further on.
+    """
+    path = Path(sweep_dir) / MANIFEST
+    try:
+        manifest = load_json(path)
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"{exc}; {REWRITE}") from None
+    if manifest is None:
+        return None
+    jobs = manifest.get("jobs")
+    if not isinstance(jobs, dict) or not all(isinstance(job, dict) and isinstance(job.get("cell_id"), str)
+                                             and str(num).isdigit() for num, job in jobs.items()):
+        raise CorruptFileError(f"{path}: not a sweep manifest (no 'jobs' of numbered cells); {REWRITE}")
+    return manifest
 
 
 def write_manifest(sweep_dir: Path, jobs: Dict[str, Dict[str, Any]]) -> None:
@@ -138,7 +158,10 @@ def write_manifest(sweep_dir: Path, jobs: Dict[str, Dict[str, Any]]) -> None:
 def update_manifest(sweep_dir: Path, job: str, entry: Dict[str, Any]) -> None:
     """Set one job's entry (its cell id can change when data is edited during a sweep)."""
     with file_lock(Path(sweep_dir) / ".manifest.lock"):
-        manifest = read_manifest(sweep_dir) or {"version": 1, "jobs": {}}
+        try:
+            manifest = read_manifest(sweep_dir) or {"version": 1, "jobs": {}}
+        except CorruptFileError:  # the job's own line is all it knows; the sweeper rewrites the whole grid next time
+            manifest = {"version": 1, "jobs": {}}
         manifest["jobs"][job] = entry
         manifest["written"] = time.time()
         write_json_atomic(Path(sweep_dir) / MANIFEST, manifest)
@@ -178,7 +201,11 @@ def _eval_view(cell_dir: Path, evals: Dict[str, str]) -> tuple[List[Dict[str, An
     timings: Dict[str, float] = {}
     problems: List[str] = []
     for name, key in evals.items():
-        result = read_eval(cell_dir, key)
+        try:
+            result = load_json(eval_dir(cell_dir, key) / RESULT, _shown(eval_dir(cell_dir, key) / RESULT))
+        except CorruptFileError as exc:
+            problems.append(f"corrupt: eval {name}: {exc}; {RERUN}")
+            continue
         if result is None:
             problems.append(f"skipped: eval {name} not run yet")
         elif result.get("status") != "ok":
@@ -191,15 +218,29 @@ def _eval_view(cell_dir: Path, evals: Dict[str, str]) -> tuple[List[Dict[str, An
     return rows, baselines, timings, problems
 
 
+RERUN = "rerun the sweep to train the cell again, or delete the cell folder"
+"""What to do about a corrupt cell file: the sweep treats an unreadable record as missing and retrains."""
+
+
+def _shown(path: Path) -> str:
+    """A cell file as a message names it: ``cells/<id>/record.json`` (the store's own path, whatever link led there)."""
+    resolved = Path(path).resolve()
+    parts = resolved.parts
+    at = max((i for i, part in enumerate(parts) if part == CELLS), default=None)
+    return str(Path(*parts[at:])) if at is not None else str(path)
+
+
 def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = None) -> Dict[str, Any]:
     """One cell as the summary reads it: the training record plus the requested evaluations.
 
     ``status`` is ok only when training and every requested evaluation ended ok; otherwise it
     is the training status or, after a good training, the first failed evaluation's status.
     """
-    from harness.store.records import new_record
-
-    record = read_json(Path(cell_dir) / RECORD_NAME)
+    path = Path(cell_dir) / RECORD_NAME
+    try:
+        record = load_json(path, _shown(path))
+    except CorruptFileError as exc:  # the cell ran (a record was written) but it cannot be read: never "not run"
+        return new_record(cell_id or Path(cell_dir).name, "corrupt", {}, error=f"{exc}; {RERUN}", evals=dict(evals))
     if record is None:
         return new_record(cell_id or Path(cell_dir).name, "skipped", {}, error="not run: no record yet")
     view = dict(record)
@@ -233,6 +274,8 @@ def load_sweep(sweep_dir: Path) -> List[Dict[str, Any]]:
             continue
         seen.add(job["cell_id"])
         view = cell_view(Path(sweep_dir) / job["cell_id"], requested(job), job["cell_id"])
+        if not view.get("config") and isinstance(job.get("config"), dict):  # never started: its planned config
+            view["config"] = job["config"]
         if job.get("frontier") and view.get("status") != "ok":  # ruled out by the OOM frontier: kept in the manifest only
             from harness.store.layout import skipped_view
 

@@ -3,7 +3,8 @@
 A record is the whole truth about a cell: its status, the resolved config, the
 environment, timings, memory, train stats and metrics as rows. Writers go through
 ``harness.files.write_json_atomic`` so a reader never sees a half-written file; a record that does not
-parse is treated as missing (the cell reruns).
+parse is treated as missing by the sweep (the cell reruns) and shown as ``corrupt`` by the summary and
+the report (``harness.store.layout.cell_view``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from harness.files import read_json
 
 RECORD_NAME = "record.json"
 CELL_SPEC_NAME = "cell.json"
-STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "diverged", "invalid", "skipped", "unsupported")
+STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "diverged", "invalid", "skipped", "unsupported",
+            "interrupted", "corrupt")
 """ok: trained (and, for an evaluator result, scored) with finite numbers. failed: an exception
 (traceback kept). oom: out of device or host memory (an allocator error, or the kernel's OOM
 killer seen in the cgroup's counter). timeout: killed at run.timeout_s. crashed: the worker
@@ -24,7 +26,9 @@ died (exit code or signal) without writing a record, cause unknown. diverged: th
 held-out loss became NaN or infinite; training stopped there. invalid: the config was rejected
 before any work. skipped: not run this time (another process held the cell with
 run.on_busy=skip, or a launcher decided so). unsupported: the framework cannot run this
-combination (a method, quantization or device it lacks); a result, not an error."""
+combination (a method, quantization or device it lacks); a result, not an error. interrupted: stopped by
+Ctrl-C (or a launcher's stop) while it ran; the next run trains it again. corrupt: a file of the cell
+(record.json, an evaluation's result.json) exists but does not parse -- shown by readers, never written."""
 
 
 def new_record(cell_id: str, status: str, config: Dict[str, Any], **fields: Any) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from harness.report.quality import console_hidden
 from harness.report.rows import COLUMNS
 from harness.report.summary import SweepSummary, summarise
-from harness.sweep.job import STATE
+from harness.sweep.job import STATE, cannot_write
 from harness.text import to_markdown
 
 SHOWN = ["cell", "status", "peak_mem_mib", "pred_mem_mib", "mem_counter", "tokens_per_s", "eval_loss", "perplexity", "ppl_delta", "wall_s"]
@@ -72,6 +72,9 @@ def write_report(sweep_dir: Path, blocks: Any = None) -> None:
 
         cfg, logger = settings(blocks)
         report([Path(sweep_dir)], cfg, logger)
+    except OSError as exc:  # a full disk: one line naming the file, and the command cannot exit 0 without its report
+        STATE.unwritten += 1
+        print(f"error: report: {cannot_write(exc, f'the report under {sweep_dir}')}", file=sys.stderr)
     except HarnessError as exc:
         print(f"error: report: {exc}", file=sys.stderr)
     except Exception:  # noqa: BLE001 - the summary and every record are written; say what broke and go on
@@ -82,9 +85,15 @@ def finish(sweep_dir: Path, judge: bool = True, blocks: Any = None) -> None:
     """Judge what the sweep's cells generated (unless ``judge`` is False), write the summary files, print them,
     write the report (settings from ``blocks``: a config with report/logger, else the defaults), and set the
     exit status."""
-    if judge:
-        judge_first(Path(sweep_dir))
-    summary = summarise(sweep_dir)
+    from harness.errors import HarnessError
+
+    try:
+        if judge:
+            judge_first(Path(sweep_dir))
+        summary = summarise(sweep_dir)
+    except (OSError, HarnessError) as exc:  # a full disk, a corrupt manifest: one line, the verdict from the records
+        _unsummarised(Path(sweep_dir), exc)
+        return
     rows = summary.rows
     STATE.not_ok = sum(1 for row in rows if row["status"] != "ok")
     if rows:
@@ -96,6 +105,26 @@ def finish(sweep_dir: Path, judge: bool = True, blocks: Any = None) -> None:
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)
     if rows:
         write_report(Path(sweep_dir), blocks)
+
+
+def _unsummarised(sweep_dir: Path, exc: Exception) -> None:
+    """The summary could not be written (or read): one line why, then each cell's status from the store, if readable."""
+    from harness.store.layout import load_sweep
+
+    if isinstance(exc, OSError):
+        STATE.unwritten += 1
+        print(f"error: summary: {cannot_write(exc, str(sweep_dir / 'summary.csv'))}", file=sys.stderr)
+    else:
+        print(f"error: summary: {exc}", file=sys.stderr)
+    try:
+        views = load_sweep(sweep_dir)
+    except Exception:  # noqa: BLE001 - the line above already says what is wrong
+        STATE.not_ok = max(STATE.not_ok, 1)
+        return
+    STATE.not_ok = sum(1 for view in views if view.get("status") != "ok")
+    for view in views:
+        print(f"{view.get('cell_id')}: {view.get('status')}  {view.get('error') or ''}".rstrip())
+    print(f"\n{len(views) - STATE.not_ok}/{len(views)} cells ok (no summary file)", flush=True)
 
 
 class SummaryCallback(Callback):

@@ -27,7 +27,7 @@ from harness.store.identity import cell_id, cell_identity, eval_keys
 from harness.store.launch import SPAWN_TIME_ENV, WORKER_ENV
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 from harness.store.venvs import env_problem, interpreter
-from harness.sweep import dist, status
+from harness.sweep import dist, orphans, status
 
 LOG_NAME = "worker.log"
 KILL_GRACE_S = 10.0
@@ -154,7 +154,8 @@ def spawn_worker(
         if watch is not None:
             watch.start(proc.pid)
         try:
-            return _wait(proc, timeout_s, tick), False
+            with orphans.tracked(proc):  # killed with its group if the sweep parent dies (harness.sweep.orphans)
+                return _wait(proc, timeout_s, tick), False
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             return proc.returncode, True
@@ -194,6 +195,8 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
         status, error = "oom", watch.error()
     elif outcome.get("template_died") and not outcome["timed_out"]:
         status, error = "crashed", "the warm template this cell was forked from died while it ran (the cell died with it)"
+    elif orphans.GONE is not None and not outcome["timed_out"]:  # stopped on purpose (harness.sweep.orphans)
+        status, error = "interrupted", f"the sweep parent (pid {orphans.GONE}) died while it ran; the same command trains it again"
     tail = _log_tail(plan.cell_dir / LOG_NAME)
     if train:
         if not ours:
@@ -211,6 +214,20 @@ def _collect(plan: CellPlan, attempt: str, train: bool, todo: Dict[str, str], ou
         if result is None or result.get("attempt") != attempt:
             layout.write_eval(plan.cell_dir, key, {"evaluator": name, "key": key, "status": status, "error": error,
                                                   "attempt": attempt, "rows": [], "log_tail": tail})
+
+
+def _interrupted(plan: CellPlan, attempt: str, train: bool, wall_s: float) -> None:
+    """Leave an ``interrupted`` record for a training stopped by Ctrl-C (best effort: the disk may be why)."""
+    try:
+        if train and (_record(plan.cell_dir) or {}).get("attempt") != attempt:
+            record = new_record(plan.cell_id, "interrupted", plan.config, identity=plan.identity, attempt=attempt,
+                                error="interrupted (Ctrl-C) while it ran; the same command trains it again",
+                                log_tail=_log_tail(plan.cell_dir / LOG_NAME))
+            record["timings_s"] = {"cell_wall": wall_s}
+            write_json_atomic(plan.cell_dir / RECORD_NAME, record)
+        progress.finish(plan.cell_dir, attempt, wall_s)
+    except OSError:
+        pass
 
 
 def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float, lock_fd: int,
@@ -237,6 +254,9 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     try:
         code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,
                                        python=python, watch=watch, worker=how, started=ran)
+    except KeyboardInterrupt:  # the worker is stopped (spawn_worker): say so, never "not run"
+        _interrupted(plan, attempt, train, time.perf_counter() - started)
+        raise
     finally:
         if line is not None:
             line.clear()

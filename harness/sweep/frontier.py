@@ -50,7 +50,8 @@ def shape(config: Dict[str, Any]) -> Tuple[Any, ...]:
 
 def predicted_mib(config: Dict[str, Any], device_class: str) -> Optional[float]:
     """The planner's uncalibrated peak for a resolved config on its device class (what the device must hold), MiB;
-    None when the planner cannot model it."""
+    None when the planner cannot model it. A model.hub_id that is a local folder is predicted with the shape of its
+    config.json (``Cell.from_dict``), not the group's numbers, so the order and the skips follow the real model."""
     from harness.plan.memory import predict
     from harness.plan.setting import Cell
 

@@ -28,10 +28,17 @@ class SweepState:
     not_ok: int = 0
     sweep_dir: Optional[Path] = None
     """The sweep folder of the running command, once known (Ctrl-C summarises it)."""
+    unwritten: int = 0
+    """Outputs (a record, the manifest, the summary, the report) that could not be written, each said in one line."""
 
     def exit_code(self) -> int:
-        """2 for a rejected config, 1 when any cell did not end ok, else 0."""
-        return 2 if self.invalid else (1 if self.not_ok else 0)
+        """2 for a rejected config, 1 when any cell did not end ok or an output could not be written, else 0."""
+        return 2 if self.invalid else (1 if self.not_ok or self.unwritten else 0)
+
+
+def cannot_write(exc: OSError, fallback: str) -> str:
+    """``cannot write <file>: No space left on device`` -- the one line a failed write gets."""
+    return f"cannot write {exc.filename or fallback}: {exc.strerror or exc}"
 
 
 STATE = SweepState()
@@ -76,7 +83,8 @@ def check_sweep_dir(sweep_dir: Path, run_root: Path) -> None:
 
 def manifest_entry(plan: Any, overrides: List[str]) -> Dict[str, Any]:
     """One job's line in the sweep manifest."""
-    entry = {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides}
+    # the planned config: a cell that never started (Ctrl-C, a full disk) still shows its axis values
+    entry = {"cell_id": plan.cell_id, "evals": plan.evals, "overrides": overrides, "config": plan.config}
     if plan.judges:  # judged after the cells by the parent (harness.judge.run), with these settings
         entry.update(judges=plan.judges, judge=plan.judge)
     return entry
@@ -106,6 +114,20 @@ def _inferred_oom(job: Job, plan: Any, entry: Dict[str, Any]) -> bool:
     return True
 
 
+def _say_stored(plan: Any) -> None:
+    """The cell's status line as the store has it, after a write of the parent failed (the worker may have finished)."""
+    if plan is None:
+        return
+    from harness.store.layout import cell_view
+
+    try:
+        view = cell_view(plan.cell_dir, plan.evals, plan.cell_id)
+        num = _job().num
+    except Exception:  # noqa: BLE001 - the error line is already out; this line only adds what is known
+        return
+    print(f"#{num} {plan.cell_id}: {view['status']}  {view.get('error') or ''}".rstrip(), flush=True)
+
+
 def task(cfg: DictConfig) -> None:
     """Hydra task function: one cell."""
     from harness.models.hub import hub_problem
@@ -115,6 +137,10 @@ def task(cfg: DictConfig) -> None:
     plan = None
     try:
         job = _job()
+        if job.multirun:  # in a launcher's own process (joblib, submitit local): end with the sweep parent
+            from harness.sweep.orphans import guard
+
+            guard()
         label = f"#{job.num}"
         try:
             typed, plain = validate(cfg)
@@ -141,15 +167,16 @@ def task(cfg: DictConfig) -> None:
             plan, timeout_s=typed.run.timeout_s, force=typed.run.force, on_busy=typed.run.on_busy, say=say,
             preflight=lambda: nodes.problem(plan.config) or hub_problem(typed.model), sweep_dir=job.sweep_dir,
         )
+        wall = record.get("timings_s", {}).get("cell_wall")
+        note = note or (f"{wall:.1f} s" if wall else "")
+        # the status line first: a manifest write that fails below (a full disk) must not hide how the cell ended
+        print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
+        if record["status"] != "ok":
+            STATE.not_ok += 1
         if frontier:  # what the OOM frontier of the jobs still to come reads (harness.sweep.frontier)
             from harness.sweep.frontier import ENDED
 
             update_manifest(job.sweep_dir, job.num, {**entry, ENDED: record["status"]})
-        wall = record.get("timings_s", {}).get("cell_wall")
-        note = note or (f"{wall:.1f} s" if wall else "")
-        print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
-        if record["status"] != "ok":
-            STATE.not_ok += 1
     except KeyboardInterrupt:
         raise
     except HarnessError as exc:
@@ -157,7 +184,9 @@ def task(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:  # a full or read-only disk under run.root: one line, the sweep goes on
         STATE.not_ok += 1
-        print(f"error: cannot write {exc.filename or 'under run.root'}: {exc.strerror or exc}", file=sys.stderr)
+        STATE.unwritten += 1
+        print(f"error: {cannot_write(exc, 'under run.root')}", file=sys.stderr)
+        _say_stored(plan)
     except Exception:  # noqa: BLE001 - a harness bug must not take the sweep down either
         STATE.not_ok += 1
         print(f"error: internal error in the harness parent:\n{traceback.format_exc()}", file=sys.stderr)

@@ -60,16 +60,19 @@ def _doing(cell: RunningCell) -> str:
 
 
 def format_progress(progress: SweepProgress, *, cwd: Optional[Path] = None, width: Optional[int] = None) -> str:
-    """One line: ``[2/4 done, 0 failed, 1 running, 1 left] <cell>: train step 12/30 loss 7.41 | ETA 0:42 | log <path>``.
+    """One line: ``[2/4 done, 0 failed, 1 running, 1 left] <cell>: train step 12/30 loss 7.41 | ETA about 0:42 | log <path>``.
+
+    The ETA (median wall of the cells finished in this run x what is left) is redrawn with every line, so it
+    follows each cell that finishes; "about" because on a loaded machine the cells still to run may be slower.
 
     With ``width`` (a terminal's columns) the line is made to fit: first without the log path,
     then without the cell id, then in short words, and only then cut.
     """
     head = (f"[{progress.ok}/{progress.total} done, {progress.failed} failed, {len(progress.running)} running, "
             f"{progress.left} left]")
-    eta = "ETA after the first cell" if progress.eta_s is None else f"ETA {clock_text(progress.eta_s)}"
+    eta = "ETA after the first cell" if progress.eta_s is None else f"ETA about {clock_text(progress.eta_s)}"
     short = (f"[{progress.ok}/{progress.total} ok {progress.failed} failed {len(progress.running)} run "
-             f"{progress.left} left]", "ETA after 1st cell" if progress.eta_s is None else eta)
+             f"{progress.left} left]", "ETA after 1st cell" if progress.eta_s is None else f"ETA ~{clock_text(progress.eta_s)}")
     if not progress.running:
         candidates = [f"{head} | {eta}", f"{short[0]} | {short[1]}"]
     else:

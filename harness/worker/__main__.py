@@ -31,6 +31,10 @@ def _fail_unfinished(spec: Dict[str, Any], cell_dir: Path, status: str, error: s
 
 def main(argv: list[str]) -> int:
     """Entry point; returns 0 when the work ended ok, 1 otherwise."""
+    if len(argv) != 2 or argv[1] in ("-h", "--help"):
+        # Internal: the parent starts it; --help still answers, as every entry point does.
+        print("usage: python -m harness.worker CELL_DIR\n\n" + (__doc__ or "").strip())
+        return 0 if len(argv) == 2 else 2
     entered = time.time()
     die_with_parent()  # so no orphan keeps a GPU busy
     from harness.files import read_json, write_json_atomic

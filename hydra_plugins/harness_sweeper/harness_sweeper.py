@@ -22,7 +22,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -85,6 +85,50 @@ def expand(overrides: List[Override], cells: Optional[List[List[Override]]]) -> 
     return jobs
 
 
+def _unwritten(exc: OSError, fallback: str, job: Optional[int] = None) -> None:
+    """One line for a write Hydra itself failed (a job's .hydra files, multirun.yaml); the exit code follows."""
+    from harness.sweep.job import STATE, cannot_write
+
+    STATE.unwritten += 1
+    if job is not None:
+        STATE.not_ok += 1
+    where = f"#{job}: " if job is not None else ""
+    print(f"error: {where}{cannot_write(exc, fallback)}" + ("; the cell did not run" if job is not None else ""),
+          file=sys.stderr, flush=True)
+
+
+class GuardedLauncher:
+    """The sweep's launcher, with Hydra's own writes per job guarded: a job whose ``.hydra`` files cannot be
+    written (a full disk) is one line and a cell not run, never a traceback that loses the later cells and the
+    summary (Hydra's ``run_job`` writes them before our task starts, so the task cannot catch it).
+
+    The basic launcher runs jobs one by one anyway, so each is launched alone; another launcher keeps its batch,
+    and only when the batch fails are its jobs launched again one by one (cells stored ok are reused, not rerun).
+    """
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.launcher, name)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[Any]:
+        """Hydra's ``Launcher.launch``: the returns of the jobs that ran."""
+        if type(self.launcher).__name__ != "BasicLauncher" and len(job_overrides) > 1:
+            try:
+                return list(self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx))
+            except OSError as exc:
+                _unwritten(exc, "a job's .hydra files")
+        returns: List[Any] = []
+        for offset, overrides in enumerate(job_overrides):
+            num = initial_job_idx + offset
+            try:
+                returns += list(self.launcher.launch([overrides], initial_job_idx=num))
+            except OSError as exc:
+                _unwritten(exc, f"the .hydra files of job #{num}", job=num)
+        return returns
+
+
 class ValidatingSweeper(BasicSweeper):
     """BasicSweeper that refuses to launch a grid containing an invalid cell."""
 
@@ -141,7 +185,15 @@ class ValidatingSweeper(BasicSweeper):
         # The sweep folder is derived from the sweep's overrides; a job composed with its
         # own overrides would derive another one, so pin every job to the sweep's folder.
         sweep_dir = str(self.config.hydra.sweep.dir).replace("\\", "\\\\").replace("'", "\\'")
-        return super().sweep(list(arguments) + [f"hydra.sweep.dir='{sweep_dir}'"])
+        self.launcher = GuardedLauncher(self.launcher)
+        from harness.sweep.orphans import export
+
+        export()  # before the launcher starts its processes: they stop, with their cells, if this one dies
+        try:
+            return super().sweep(list(arguments) + [f"hydra.sweep.dir='{sweep_dir}'"])
+        except OSError as exc:  # multirun.yaml on a full disk: one line, and the summary callback still runs
+            _unwritten(exc, f"{self.config.hydra.sweep.dir}/multirun.yaml")
+            return []
 
     def _write_manifest(self, jobs: List[Tuple[List[str], Any, Dict[str, Any]]]) -> List[str]:
         """Plan every cell of the grid and write the sweep's manifest; return problems (one line each).

@@ -175,13 +175,26 @@ def transformers_server(judged):
 
 
 @pytest.mark.e2e
-def test_a_real_local_model_server_as_judge_reports_unparseable_and_fallback(judged, transformers_server) -> None:
+def test_a_real_local_model_server_as_judge_counts_every_judgment(judged, transformers_server) -> None:
     server, env, root, sweep, proc = judged
     url, model = transformers_server
     out = judge_cmd(sweep, env, f"eval.judge.base_url={url}", f"eval.judge.model={model}", "eval.judge.api_key_env=null",
                     "eval.judge.max_tokens=16", "eval.judge.concurrency=2", "eval.judge.retries=1")
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    for row in summary(sweep):
-        judged_n = int(float(row["mt_bench_judged"] or 0))
-        assert judged_n + int(float(row["mt_bench_unparseable"])) == 8  # every judgment parsed or counted, none dropped
-        assert int(float(row["alpaca_fallback"])) + int(float(row["alpaca_unparseable"])) >= 1  # no logprobs: fallback path
+    # a random-weight judge rambles past max_tokens with no [[rating]] or answers nothing: those replies are
+    # failed calls (retried once, never cached), so the run may fail; everything else is parsed, unparseable
+    # or a fallback, and no judgment is dropped
+    assert out.returncode in (0, 1) and not out.stderr.strip(), out.stdout[-3000:] + out.stderr[-3000:]
+    if out.returncode == 1:
+        assert "truncated reply" in out.stdout or "empty reply" in out.stdout, out.stdout[-3000:]
+    from harness.judge.run import stored_result
+    from harness.store.layout import read_manifest
+
+    jobs = read_manifest(sweep)["jobs"].values()  # the judges it points at are this setting's results
+    results = [stored_result(sweep / job["cell_id"], key) for job in jobs for key in job["judges"].values()]
+    assert all(r["judge"]["model"] == model for r in results)
+    assert sorted(r["evaluator"] for r in results) == ["alpaca_eval"] * 2 + ["mt_bench"] * 2
+    for result in results:
+        counts = {r["metric"]: int(r["value"]) for r in result["rows"] if r["unit"] == "count"}
+        wanted = 8 if result["evaluator"] == "mt_bench" else 6  # 4 two-turn questions / 6 instructions per cell
+        assert counts["judged"] + counts["unparseable"] + counts["failed"] == wanted, counts
+        assert result["judge"]["n_judged"] <= wanted // (2 if result["evaluator"] == "mt_bench" else 1)

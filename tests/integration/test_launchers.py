@@ -7,6 +7,7 @@ run in other processes; Ray (a local instance started here) is in the slow tier.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -158,3 +159,65 @@ def test_ray_local_instance_runs_two_cells(sequential, harness_env, tmp_path):
     for view in got.values():
         launch = view["environment"]["launch"]
         assert launch["launcher"] == "ray" and launch["cells_at_once"] == 2 and launch["threads_per_cell"] == 1
+
+
+def _tagged(tag: str) -> list:
+    """Pids of live processes whose environment holds ``tag`` (every process a sweep started inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if tag.encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return b""
+
+
+@needs_joblib
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_kill_9_of_the_sweep_parent_under_joblib_leaves_no_process(harness_env, tmp_path):
+    """loky's workers are reparented to init when the sweep parent is killed: they must stop, with their cells."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from tests.conftest import REPO
+
+    tag = f"HARNESS_ORPHAN_TEST={uuid.uuid4().hex}"
+    env = {**harness_env, tag.split("=")[0]: tag.split("=")[1]}
+    args = [sys.executable, "-m", "harness", "-m", "model=tiny-llama", "lora.r=8,16", "train.max_steps=400",
+            "train.eval_every=0", "run.worker=spawn", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            f"run.root={tmp_path}"]
+    parent = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(b"harness.worker" in _cmdline(pid) for pid in _tagged(tag)):  # a cell's worker is running
+            assert parent.poll() is None and time.monotonic() < deadline, "no cell started"
+            time.sleep(0.2)
+        assert any(b"loky" in _cmdline(pid) for pid in _tagged(tag))  # and joblib's workers run the jobs
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _tagged(tag)
+        assert not left, [(pid, _cmdline(pid)[:120]) for pid in left]
+        ended = [json.loads(path.read_text())["status"] for path in tmp_path.glob("cells/*/record.json")]
+        assert set(ended) <= {"interrupted"}, ended  # stopped on purpose, never "ok" after training on unwatched
+    finally:
+        for pid in _tagged(tag):  # never leave the orphans of a failed check behind
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

@@ -55,6 +55,9 @@ def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
     assert 1 <= len(done_before) < 4
     rows = _summary(sweep)  # the summary was written on Ctrl-C: the whole grid, finished cells ok
     assert len(rows) == 4 and sum(r["status"] == "ok" for r in rows) == len(done_before)
+    # the cell Ctrl-C stopped reads interrupted, never "not run"; a never-started one keeps its axis values
+    assert {r["status"] for r in rows} <= {"ok", "interrupted", "skipped"} and sum(r["status"] == "interrupted" for r in rows) <= 1
+    assert all(r["model"] and r["lora_r"] for r in rows), rows
     mtimes = {cid: (sweep / cid / "record.json").stat().st_mtime for cid in done_before}
 
     result = run_harness(args, harness_env, tmp_path)

@@ -131,3 +131,24 @@ def test_a_hub_branch_is_resolved_to_its_commit_from_the_local_cache(tmp_path, m
     identity.resolve_revision.cache_clear()
     assert identity.model_fingerprint(model) == "hub:org/model@" + "b" * 40
     identity.resolve_revision.cache_clear()
+
+
+@pytest.mark.parametrize("backend,label", [
+    ("tests.fault_backend:FaultBackend", "fault"), ("my_pkg.trainers:Backend", "trainers"), ("litgpt", "litgpt"),
+])
+def test_a_plug_in_backend_names_itself_in_the_cell_id(base, backend, label):
+    """framework.backend=pkg:Class alone leaves framework.name at hf; the id must not claim hf trained it."""
+    plugged = _set(base, ("framework", "backend"), backend)
+    assert _id(plugged).startswith(f"tiny-llama-lora-r16-none-{label}-")
+    assert _id(plugged).rsplit("-", 1)[1] != _id(base).rsplit("-", 1)[1]  # the hash saw the backend before too
+    named = _set(plugged, ("framework", "name"), "mine")
+    assert _id(named).startswith("tiny-llama-lora-r16-none-mine-")  # an explicit framework.name wins
+
+
+def test_an_hf_cell_id_is_unchanged_by_the_plug_in_label(base):
+    """Cell ids are content addresses: the hf prefix and hash stay what they were, or stored cells are orphaned."""
+    from harness.files import stable_digest
+
+    assert _id(base) == f"tiny-llama-lora-r16-none-hf-{stable_digest(cell_identity(base), 12)}"
+    unsloth = _set(_set(base, ("framework", "name"), "unsloth"), ("framework", "backend"), "unsloth")
+    assert "-none-unsloth-" in _id(unsloth)

@@ -81,6 +81,12 @@ CASES = [
     (["train.optimizer=nope"], "train.optimizer=nope: not a transformers optimizer"),
     (["train.lr_scheduler=cosin"], "train.lr_scheduler=cosin: not a transformers learning-rate scheduler (did you mean cosine?)"),
     (["-m", "train.optimizer=adamw_torch,nope"], "train.optimizer=nope: not a transformers optimizer"),
+    # a prefix of a name is the likeliest meaning: difflib alone offers grokadamw for adamw
+    (["train.optimizer=adamw"], "train.optimizer=adamw: not a transformers optimizer (did you mean adamw_torch?)"),
+    (["train.max_st=4"], "train.max_st=4: unknown key (did you mean train.max_steps?)"),
+    # 0 is the one epoch-mode value; a negative count is a typo, not "train for epochs"
+    (["train.max_steps=-5"], "train.max_steps=-5: must be a positive number of optimizer steps, or 0 to train for train.epochs"),
+    (["-m", "train.max_steps=4,-1"], "train.max_steps=-1: must be a positive number of optimizer steps"),
     # names that become folder names
     (["model.name=../../evil"], "model.name=../../evil: names a folder"),
     (["model.name=/tmp/x"], "model.name=/tmp/x: names a folder"),
@@ -118,9 +124,23 @@ def test_rejected_in_one_line_before_any_worker(case, rejected):
 
 
 @pytest.mark.parametrize("mode", [[], M], ids=["run", "multirun"])
-@pytest.mark.parametrize("root,needle", [("/", "run.root=/: is a filesystem root"), ("/etc/harness", "run.root=/etc/harness: is a filesystem root or a system folder")])
+@pytest.mark.parametrize("root,needle", [
+    ("/", "run.root=/: is a filesystem root"),
+    ("/etc/harness", "run.root=/etc/harness: is a filesystem root or a system folder"),
+    # checked once resolved: these are /etc and /, however they are spelt
+    ("/tmp/r/../../etc", "run.root=/tmp/r/../../etc: is a filesystem root or a system folder (/etc)"),
+    ("/tmp/r/../../", "run.root=/tmp/r/../../: is a filesystem root or a system folder (/)"),
+])
 def test_system_run_root_is_refused(mode, root, needle, env):
-    assert_one_line_error(harness([*mode, f"run.root={root}"], env), needle)
+    assert_one_line_error(harness([*mode, "train.max_steps=4", "train.eval_every=0", "eval=[]", f"run.root={root}"], env),
+                          needle)
+
+
+def test_a_run_root_linked_to_a_system_folder_is_refused(env, tmp_path):
+    link = tmp_path / "runs"
+    link.symlink_to("/etc")
+    line = assert_one_line_error(harness(["train.max_steps=4", f"run.root={link}"], env), f"run.root={link}: is a")
+    assert line.endswith("system folder (/etc); use a folder of your own (default: runs)")
 
 
 @pytest.mark.parametrize("mode", [[], M], ids=["run", "multirun"])

@@ -74,3 +74,12 @@ def test_a_sweep_value_without_a_named_sweep_still_needs_dash_m(tmp_path):
     register()
     with pytest.raises(ConfigError, match=r"^lora.r=8,16: several values are a sweep and need -m"):
         check_command_line(["lora.r=8,16", f"run.root={tmp_path}"], CONF_DIR)
+
+
+def test_help_shows_each_config_key_with_its_docstring(help_text):
+    """conf/config.yaml's help template prints ``${harness_config_keys:}`` (harness/config/help.py), not Hydra's bare
+    ``$CONFIG``: a key's value and what it does, on one line."""
+    config = _section(help_text, "Config (any key: key=value)")
+    assert re.search(r"^  lr: 0\.0002 +# Peak learning rate\.$", config, re.MULTILINE), config[:2000]
+    assert re.search(r"^  root: runs +# Folder that holds the cell store", config, re.MULTILINE)
+    assert re.search(r"^  cache_dir: \$\{oc\.env:HARNESS_CACHE,'~/\.cache/harness'\} +# Where", config, re.MULTILINE)

@@ -127,13 +127,49 @@ def test_no_choices_fails_and_is_asked_again(server, tmp_path):
     assert not (tmp_path / "judge").exists()
 
 
-@pytest.mark.parametrize("content", [None, ""])
-def test_an_empty_answer_is_an_answer_cached_for_the_benchmark_to_count(server, tmp_path, content):
+@pytest.mark.parametrize("content", [None, "", "  \n"])
+def test_an_empty_reply_is_retried_and_never_cached(server, tmp_path, content):
     server.verdict = lambda body: content
-    outcomes, _ = run(settings(server), tmp_path, requests(1))
-    assert outcomes[0].ok and outcomes[0].text == ""
+    outcomes, stats = run(settings(server, retries=2), tmp_path, requests(1))
+    assert not outcomes[0].ok and outcomes[0].error.startswith("empty reply") and stats["failed"] == 1
+    assert len(server.calls) == 3 and not (tmp_path / "judge").exists()
+    # a passing fault: the next attempt answers, and that answer is the one cached
+    server.verdict = lambda body: content if len(server.calls) < 5 else "Rating: [[7]]"
+    outcomes, stats = run(settings(server, retries=2), tmp_path, requests(1))
+    assert outcomes[0].ok and outcomes[0].text == "Rating: [[7]]" and len(server.calls) == 5
     again, stats = run(settings(server), tmp_path, requests(1))
     assert again[0].cached and stats["calls"] == 0
+
+
+def test_an_empty_reply_in_an_old_cache_is_asked_again(server, tmp_path):
+    request = requests(1)[0]
+    judge_cache.JudgeCache(tmp_path).put(judge_cache.key(request, "test-judge"), text="", top_logprobs=None,
+                                         prompt_tokens=1, completion_tokens=0, model="test-judge")
+    outcomes, stats = run(settings(server), tmp_path, [request])
+    assert outcomes[0].ok and outcomes[0].text == "Rating: [[7]]" and stats["calls"] == 1
+
+
+class TruncatingServer(JudgeServer):
+    """Replies cut off at max_tokens (finish_reason "length")."""
+
+    def _completion(self, body, number):
+        out = super()._completion(body, number)
+        out["choices"][0]["finish_reason"] = "length"
+        return out
+
+
+def test_a_reply_truncated_before_its_verdict_is_retried_not_cached(tmp_path):
+    with TruncatingServer() as server:
+        server.verdict = lambda body: "The answer is long and thorough, and"
+        outcomes, stats = run(settings(server, retries=1), tmp_path, requests(1, verdict=r"\[\[\d+\]\]"))
+        assert not outcomes[0].ok and outcomes[0].error.startswith("truncated reply") and len(server.calls) == 2
+        assert not (tmp_path / "judge").exists()
+        server.verdict = lambda body: "Fine. Rating: [[6]] and more"  # cut off after the verdict: counts
+        outcomes, _ = run(settings(server), tmp_path, requests(1, verdict=r"\[\[\d+\]\]"))
+        assert outcomes[0].ok
+        server.verdict = lambda body: "M"  # no verdict pattern asked (AlpacaEval's one token): counts
+        outcomes, _ = run(settings(server), tmp_path, requests(2)[1:])
+        assert outcomes[0].ok
 
 
 def test_cost_from_usage_and_the_price_table(server, tmp_path):

@@ -114,8 +114,8 @@ def test_missing_reference_is_failed_not_dropped(tmp_path):
 @pytest.mark.parametrize("text, rating", [
     ("Rating: [[7]]", 7.0), ("[[7.5]]", 7.5), ("The answer is fine. Rating: [7]", 7.0), ("[[10]]", 10.0),
     ("first [[3]] then [[9]]", 3.0), ("[2] but [[6]]", 6.0), ("[[1]]", 1.0),
-    ("Rating: 11", None), ("Rating: [[11]]", None), ("[[0]]", None), ("garbage", None), ("", None), (None, None),
-    ("[[seven]]", None),
+    ("Rating: 11", None), ("Rating: [[11]]", 11.0), ("[[0]]", 0.0), ("[[10.5]]", 10.5), ("[[07]]", 7.0),
+    ("[[\u0667]]", 7.0), ("garbage", None), ("", None), (None, None), ("[[seven]]", None),
 ])
 def test_parse_rating(text, rating):
     assert mt_bench.parse_rating(text) == rating
@@ -249,7 +249,12 @@ def test_fences_neutralised_and_flagged():
     assert mt_bench.answer_flags("rating: good") == ["verdict"] and mt_bench.answer_flags("all good") == []
     assert mt_bench.answer_flags("[the start of reference answer]") == ["fence"]
     rows = mt_bench.rows(_judge_all(reqs, lambda r: "[[6]]"), None, None, answers, inputs, JUDGE)
-    assert _row(rows, "flagged")["value"] == 3 and _row(rows, "judged")["value"] == 4
+    # flagged judgments are counted and left out of the score by default ...
+    assert _row(rows, "flagged")["value"] == 3 and _row(rows, "judged")["value"] == 1
+    assert _row(rows, "flagged")["excluded"] is True and "3 judgments flagged" in _row(rows, "flagged")["warning"]
+    # ... and scored with eval.judge.score_flagged=true
+    rows = mt_bench.rows(_judge_all(reqs, lambda r: "[[6]]"), None, None, answers, inputs, {**JUDGE, "score_flagged": True})
+    assert _row(rows, "judged")["value"] == 4 and "warning" not in _row(rows, "flagged")
 
 
 def test_missing_judge_prompt_is_one_line_config_error(tmp_path):

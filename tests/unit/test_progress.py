@@ -115,7 +115,7 @@ def test_eta_after_the_first_cells_is_median_wall_times_cells_left(tmp_path):
     assert out.running[0].phase == "starting" and out.running[0].elapsed_s == pytest.approx(10.0)
     assert sorted(out.walls_s) == [20.0, 40.0]
     assert out.eta_s == pytest.approx(30.0 * 1 + (30.0 - 10.0))  # median 30 s x 1 left + what C has left of 30 s
-    assert "| ETA 0:50 |" in format_progress(out)
+    assert "| ETA about 0:50 |" in format_progress(out)
     assert "starting" in format_progress(out)
 
 
@@ -138,12 +138,21 @@ def test_a_narrow_terminal_drops_the_log_then_the_cell_id(tmp_path):
     out = progress.SweepProgress(total=4, ok=1, running=[running], left=2, eta_s=62.0)
     full = format_progress(out)
     assert len(format_progress(out, width=len(full) + 1)) == len(full)
-    assert format_progress(out, width=110).endswith("train step 3/30 loss 7.5 | ETA 1:02")
-    assert format_progress(out, width=80) == "[1/4 done, 0 failed, 1 running, 2 left] train step 3/30 loss 7.5 | ETA 1:02"
-    assert format_progress(out, width=70) == "[1/4 ok 0 failed 1 run 2 left] train step 3/30 loss 7.5 | ETA 1:02"
+    assert format_progress(out, width=110).endswith("train step 3/30 loss 7.5 | ETA about 1:02")
+    assert format_progress(out, width=86) == "[1/4 done, 0 failed, 1 running, 2 left] train step 3/30 loss 7.5 | ETA about 1:02"
+    assert format_progress(out, width=70) == "[1/4 ok 0 failed 1 run 2 left] train step 3/30 loss 7.5 | ETA ~1:02"
     assert len(format_progress(out, width=40)) == 39 and format_progress(out, width=40).endswith("…")
     out.eta_s = None
     assert format_progress(out, width=80) == "[1/4 ok 0 failed 1 run 2 left] train step 3/30 loss 7.5 | ETA after 1st cell"
+
+
+def test_the_eta_says_about_and_follows_each_finished_cell(tmp_path):
+    out = progress.SweepProgress(total=4, ok=1, left=3, walls_s=[10.0], eta_s=progress.eta_s([10.0], 3, []))
+    assert format_progress(out).endswith("| ETA about 0:30")
+    walls = [10.0, 30.0, 50.0]  # two more cells finished, slower (a loaded machine): the median and the ETA follow
+    out = progress.SweepProgress(total=4, ok=3, left=1, walls_s=walls, eta_s=progress.eta_s(walls, 1, []))
+    assert format_progress(out).endswith("| ETA about 0:30") and progress.eta_s(walls, 1, []) == 30.0
+    assert progress.eta_s([10.0, 30.0], 1, []) == 20.0
 
 
 def test_clock_text_and_short_id():
