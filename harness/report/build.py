@@ -57,7 +57,11 @@ def write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
     csv_path, parquet_path = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
     write_text_atomic(csv_path, frame.to_csv(index=False))
     tmp = parquet_path.with_name(f".{parquet_path.name}.tmp")
-    _parquet_safe(frame).to_parquet(tmp, index=False)
+    try:
+        _parquet_safe(frame).to_parquet(tmp, index=False)
+    except OSError as exc:  # pyarrow's error names no file; a full disk must name the one it could not write
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(parquet_path)) from exc
     tmp.replace(parquet_path)
     return [csv_path, parquet_path]
 
@@ -81,7 +85,9 @@ def pivot_tables(data: ReportData, cfg: ReportConfig) -> List["Table"]:
     if unknown:
         raise ConfigError(f"report.values: no column {', '.join(unknown)} in these cells "
                           f"(see cells.csv for the columns; e.g. peak_mem_mib, tokens_per_s, eval_loss)")
-    return build_tables(data, layout, cfg.baseline)
+    from harness.report.pareto import pareto_tables
+
+    return build_tables(data, layout, cfg.baseline) + pareto_tables(data)
 
 
 def _tables_html(tables: Sequence["Table"]) -> List[Tuple[str, str]]:

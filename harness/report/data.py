@@ -23,12 +23,14 @@ from typing import Any, Dict, Iterable, List
 
 import pandas as pd
 
+from harness.report.caveats import metric_columns, wide_columns
 from harness.report.metrics import KNOWN, MetricSpec, spec_for
 from harness.report.rows import axis_value, flatten, natural_key, summary_row, varied_axes, with_spec_config
 from harness.store.layout import inferred, load_sweep, read_manifest
 
 STATUS_LABELS = {"oom": "does not fit", "timeout": "timed out", "crashed": "crashed", "failed": "failed",
-                 "skipped": "skipped", "diverged": "diverged", "invalid": "invalid", "unsupported": "unsupported"}
+                 "skipped": "skipped", "diverged": "diverged", "invalid": "invalid", "unsupported": "unsupported",
+                 "interrupted": "interrupted", "corrupt": "corrupt"}
 """How a non-ok status reads in a table cell or a plot label."""
 INFERRED_LABEL = "does not fit (inferred)"
 """The label of a cell the OOM frontier skipped (``harness.sweep.frontier``): status skipped, its error says why."""
@@ -86,20 +88,22 @@ def _wide_row(cell: Dict[str, Any], axes: List[str]) -> Dict[str, Any]:
     row["sweeps"] = ",".join(cell["sweeps"])
     row["seed"] = (config.get("train") or {}).get("seed")
     row["train_cost_usd"] = (cell.get("efficiency") or {}).get("train_cost_usd")
-    return {**row, **environment(cell)}
+    return {**row, **wide_columns(row, cell), **environment(cell)}
 
 
 def _tidy_rows(cell: Dict[str, Any], wide: Dict[str, Any]) -> List[Dict[str, Any]]:
-    config = {f"config.{k}": v for k, v in flatten(cell.get("config") or {}).items() if not isinstance(v, (list, dict))}
+    # eval.judge.* names whom the command asked, not who judged (a later `python -m harness.judge` may use another
+    # judge): the judge_* columns say that, from the judge's own result
+    config = {f"config.{k}": v for k, v in flatten(cell.get("config") or {}).items()
+              if not isinstance(v, (list, dict)) and not k.startswith("eval.judge.")}
     shared = {"cell": wide["cell"], "status": wide["status"], "status_label": wide["status_label"], "sweeps": wide["sweeps"],
               **config, **environment(cell)}
-    rows = [{**shared, "evaluator": "train", "task": "train", "metric": name, "value": wide.get(name), "stderr": None,
+    rows = [{"evaluator": "train", "task": "train", "metric": name, "value": wide.get(name), "stderr": None,
              "n": None, "unit": KNOWN[name].unit, "higher_is_better": KNOWN[name].higher_is_better}
             for name in TRAIN_METRICS if wide.get(name) is not None]
-    for metric in cell.get("metrics", []):
-        rows.append({**shared, **{k: metric.get(k) for k in ("evaluator", "task", "metric", "value", "stderr", "n", "unit",
-                                                           "higher_is_better")}})
-    return rows
+    rows += [{k: metric.get(k) for k in ("evaluator", "task", "metric", "value", "stderr", "n", "unit", "higher_is_better")}
+             for metric in cell.get("metrics", [])]
+    return [{**shared, **row, **metric_columns(wide, cell, row)} for row in rows]
 
 
 def load(sweep_dirs: Iterable[Path]) -> ReportData:

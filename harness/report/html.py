@@ -40,6 +40,8 @@ STATUS_MEANINGS = {
     "skipped": "not run (see the cell's error)",
     "invalid": "the config cannot be run as given",
     "unsupported": "this framework / device does not support the recipe",
+    "interrupted": "stopped by Ctrl-C (or its sweep parent died) while it ran; the same command trains it again",
+    "corrupt": "a file of the cell does not parse (truncated?); the error names it",
 }
 """Status label -> what it means, for the page's legend."""
 CAPTIONS = {

@@ -56,7 +56,7 @@ KNOWN: Dict[str, MetricSpec] = {
     "alpaca_wr_delta": MetricSpec("%", True, "AlpacaEval win rate vs base"),
 }
 """The summary's columns and the judged headlines."""
-COUNT_SUFFIXES = ("_judged", "_failed", "_cached", "_unparseable", "_flagged", "_fallback", "_wins", "_losses", "_ties",
+COUNT_SUFFIXES = ("_judged", "_failed", "_cached", "_unparseable", "_flagged", "_out_of_range", "_fallback", "_wins", "_losses", "_ties",
                   "_position_first_won", "_answers_cut_off", "_cut_off", "_answer_tokens", "_answer_chars")
 
 

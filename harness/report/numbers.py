@@ -8,10 +8,8 @@ that did not end ok as its status. Deterministic: the same numbers give the same
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
-
-import pandas as pd
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from harness.text import format_cell
 
@@ -99,12 +97,52 @@ def position(rows: List[int], values: List[float], errs: List[Optional[float]], 
     return Position(text, mean, half, n=len(nums))
 
 
-def best_mask(numbers: pd.DataFrame, status: pd.DataFrame, higher_is_better: Optional[bool]) -> pd.DataFrame:
-    """True at the best number among ok positions; nothing marked without a direction or under 2 numbers."""
-    mask = pd.DataFrame(False, index=numbers.index, columns=numbers.columns)
-    usable = numbers.where(~status)
-    if higher_is_better is None or usable.count().sum() < 2:
-        return mask
-    target = usable.max().max() if higher_is_better else usable.min().min()
-    best = usable == target
-    return mask if best.to_numpy().sum() == usable.count().sum() else best  # all tied: nothing stands out
+# ---- which position leads, and by how much ---------------------------------------------------
+
+SEPARATION_REL = 0.05
+"""A single-shot figure (no stderr, no step spread) leads only when more than this share of its value ahead."""
+SEPARATED = ("bold: the best position, separated from every other one (a gap beyond 2 combined stderr, "
+             "sqrt(se_a^2 + se_b^2), where both have one; else no overlap of the p25-p75 per-step spreads (tokens/s); "
+             "else more than 5 % apart); (tie): not separated from the best, so no position is bold")
+"""The report's definition of "best", printed under every table that marks one."""
+TIE = " (tie)"
+"""Appended to the text of the positions that share the lead."""
+
+Spread = Optional[Tuple[float, float]]
+
+
+def separated(a: Position, b: Position, spread_a: Spread = None, spread_b: Spread = None) -> bool:
+    """Whether ``a`` and ``b`` differ by more than their noise (the rule ``SEPARATED`` states)."""
+    gap = abs(a.number - b.number)
+    if a.err is not None and b.err is not None:
+        return gap > 2.0 * math.hypot(a.err, b.err)
+    if spread_a is not None and spread_b is not None:
+        return spread_a[0] > spread_b[1] or spread_b[0] > spread_a[1]
+    return gap > SEPARATION_REL * max(abs(a.number), abs(b.number))
+
+
+@dataclass
+class Lead:
+    """Who leads a table: ``best`` (bold) only when separated from all others; ``tied`` share the lead."""
+
+    best: Optional[Tuple] = None
+    tied: List[Tuple] = field(default_factory=list)
+    noisy: Optional[Tuple] = None
+    """The top position when its figure is flagged noisy (step CV): never bold."""
+
+
+def lead(cells: Dict[Tuple, Position], higher_is_better: Optional[bool], spreads: Optional[Dict[Tuple, Spread]] = None,
+         noisy: Optional[Dict[Tuple, bool]] = None) -> Lead:
+    """The lead among ok positions with a number; nothing without a direction or under 2 numbers."""
+    spreads, noisy = spreads or {}, noisy or {}
+    usable = {k: p for k, p in cells.items() if not p.status and math.isfinite(p.number)}
+    if higher_is_better is None or len(usable) < 2:
+        return Lead()
+    sign = 1.0 if higher_is_better else -1.0
+    top = max(usable, key=lambda k: sign * usable[k].number)  # the first of equals, in grid order
+    tied = [k for k in usable if k != top and not separated(usable[top], usable[k], spreads.get(top), spreads.get(k))]
+    if tied:
+        return Lead(tied=[top, *tied])
+    if noisy.get(top):
+        return Lead(noisy=top)
+    return Lead(best=top)

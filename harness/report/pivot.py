@@ -10,25 +10,22 @@ digits, the value to the same place), so two builds from the same records give t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.report.data import ReportData, status_label
-from harness.report.numbers import NO_VALUE, Position, best_mask, format_value, position
+from harness.report.data import ReportData
+from harness.report.notes import environment_notes, table_footnotes
+from harness.report.numbers import NO_VALUE, SEPARATED, TIE, Position, Spread, format_value, lead, position
 from harness.report.quality import domain_cells
-from harness.report.rows import AXIS_COLUMNS, axis_value, lm_eval_cells, natural_key
-from harness.report.summary import NOTES, real_random
-from harness.text import format_cell
+from harness.report.rows import AXIS_COLUMNS, lm_eval_cells, natural_key
+from harness.report.values import is_seed, key_values, label, status_texts, values_of
 
 HEADLINES = ("peak_mem_mib", "tokens_per_s", "eval_loss", "perplexity")
 JUDGED = ("mt_bench", "alpaca_wr", "alpaca_lc_wr", "alpaca_lc_wr_minimal")
 DOMAIN_HEADLINE = "_rouge_l"
-INFERRED_OOM = "does not fit (inferred"
-"""How the error of a skipped cell the planner ruled out starts (an inferred OOM)."""
-_MISSING = object()
 
 
 @dataclass
@@ -65,11 +62,6 @@ class Table:
     """True where the position shows a status label (every cell there is non-ok)."""
 
 
-def is_seed(key: str) -> bool:
-    """A seed axis (``train.seed``): replicates of one recipe, aggregated, never an axis of a pivot."""
-    return key.endswith("seed")
-
-
 def _numeric(data: ReportData, column: str) -> bool:
     return column in data.wide.columns and pd.to_numeric(data.wide[column], errors="coerce").notna().any()
 
@@ -97,78 +89,6 @@ def default_layout(data: ReportData) -> Layout:
     else:
         rows, cols = axes[:-1], axes[-1:]
     return Layout(list(rows), list(cols), default_values(data))
-
-
-# ---- values of a key -------------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    """A plain Python value: NaN/NA -> None, numpy scalars -> int/float/str."""
-    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def label(value: Any) -> str:
-    """How an axis value reads in a header: 8 (not 8.0), ``-`` for none."""
-    value = _clean(value)
-    if value is None:
-        return "-"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return format_cell(value)
-
-
-def _lookup(config: Dict[str, Any], key: str) -> Any:
-    value: Any = config
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def key_values(data: ReportData, key: str, option: str) -> List[Any]:
-    """The key's value for each wide row: a wide column (``lora.r`` reads ``lora_r``) or a dotted config key."""
-    column = AXIS_COLUMNS.get(key, key)
-    if column in data.wide.columns:
-        return [_clean(v) for v in data.wide[column]]
-    by_id = {c.get("cell_id"): c.get("config") or {} for c in data.cells}
-    ids = data.wide["cell"] if "cell" in data.wide.columns else [None] * len(data.wide)
-    configs = [by_id.get(cell, {}) for cell in ids]
-    if not any(_lookup(config, key) is not _MISSING for config in configs):
-        raise ConfigError(f"{option}: {key!r} is neither a report column nor a config key "
-                          f"(axes: {', '.join(data.axes) or 'none'})")
-    return [_clean(axis_value({}, config, key)) for config in configs]
-
-
-def values_of(data: ReportData, name: str, default: Any = None) -> List[Any]:
-    """A wide column as plain values (``default`` for every row when the column is absent)."""
-    if name not in data.wide.columns:
-        return [default] * len(data.wide)
-    return [_clean(v) for v in data.wide[name].tolist()]
-
-
-def _coalesce(data: ReportData, *names: str) -> List[Any]:
-    """Per row, the first of ``names`` that has a value."""
-    out = values_of(data, names[0])
-    for name in names[1:]:
-        out = [a if a is not None else b for a, b in zip(out, values_of(data, name))]
-    return out
-
-
-def status_texts(data: ReportData) -> List[Optional[str]]:
-    """Per wide row: None for an ok cell, else its label ("does not fit", "does not fit (inferred)", "failed")."""
-    out: List[Optional[str]] = []
-    rows = zip(values_of(data, "status", "ok"), values_of(data, "error"), values_of(data, "status_label"))
-    for status, error, given in rows:
-        if status == "ok":
-            out.append(None)
-        elif status == "skipped" and str(error or "").startswith(INFERRED_OOM):
-            out.append("does not fit (inferred)")
-        else:
-            out.append(given or status_label(status))
-    return out
 
 
 def _index(keys: List[Tuple], names: List[str], single: str) -> pd.Index:
@@ -246,71 +166,6 @@ def baseline_row(data: ReportData, baseline: str) -> int:
     return match[0]
 
 
-# ---- footnotes -------------------------------------------------------------------------------
-
-STATUS_NOTES = {
-    "does not fit": "does not fit: the cell ran out of device memory (status oom); a result, not a gap",
-    "does not fit (inferred)": "does not fit (inferred): not run; an out-of-memory result inferred from other cells (see its error)",
-    "failed": "failed: the cell raised an error (see its record)",
-    "timed out": "timed out: the cell ran past its time limit",
-    "crashed": "crashed: the worker died without writing a result",
-    "diverged": "diverged: the training loss became non-finite",
-    NO_VALUE: f"{NO_VALUE}: the cell ran but has no figure for this metric",
-}
-COUNTERS = {"cuda_peak_allocated": "torch peak allocated on the GPU",
-            "host_peak_rss": "the worker's peak host RSS, VmHWM reset before training"}
-LIBRARIES = ("torch", "transformers", "peft")
-
-
-def _distinct(data: ReportData, *columns: str) -> List[str]:
-    """Distinct non-empty values of the first of ``columns`` each row has, in row order."""
-    return [str(v) for v in dict.fromkeys(_coalesce(data, *columns)) if v is not None]
-
-
-def environment_notes(data: ReportData) -> List[str]:
-    """Device(s), library versions and the random-weights caveat: where every number came from."""
-    device = _coalesce(data, "env.device", "device")
-    gpu, cpu, name = values_of(data, "env.device_name"), values_of(data, "env.cpu_model"), values_of(data, "env.name")
-    devices: Dict[str, None] = {}
-    for dev, g, c, n in zip(device, gpu, cpu, name):
-        shown = g or (c if dev == "cpu" else None) or n
-        text = f"{dev} ({shown})" if dev and shown else dev or shown
-        if text:
-            devices[str(text)] = None
-    notes = [f"device: {'; '.join(devices)}"] if devices else []
-    libraries = [f"{lib} {' / '.join(v)}" for lib in LIBRARIES if (v := _distinct(data, f"env.libraries.{lib}", f"env.{lib}"))]
-    notes += [f"libraries: {', '.join(libraries)}"] if libraries else []
-    if "random" in _distinct(data, "weights"):
-        configs = [cell.get("config") or {} for cell in data.cells]
-        real = any(real_random(config) for config in configs)
-        tiny = any((config.get("model") or {}).get("tiny") for config in configs)
-        notes += ([NOTES["random"]] if tiny or not real else []) + ([NOTES["random_real"]] if real else [])
-    return notes
-
-
-def _notes(data: ReportData, metric: str, unit: Optional[str], cells: List[Position], extra: List[str],
-           env: List[str]) -> List[str]:
-    notes = list(extra)
-    counts = sorted({p.n for p in cells if p.n})
-    if counts:
-        seeds = ", ".join(a for a in data.axes if is_seed(a)) or "seed"
-        notes.append(f"mean ± Student-t 95 % half-interval, t(0.975, n-1) * sd / sqrt(n), over cells that differ only in "
-                     f"{seeds}; n = {', '.join(map(str, counts))} per cell")
-    if unit == "MiB" or metric.endswith("mem_mib"):
-        counters = [f"{c} = {COUNTERS.get(c, 'see the record')}" for c in _distinct(data, "mem_counter")]
-        notes += [f"memory counter: {'; '.join(counters)}"] if counters else []
-    if unit in ("MiB", "tokens/s") and "cpu" in _distinct(data, "env.device", "device"):
-        notes.append(NOTES["cpu"])
-    if unit in ("MiB", "tokens/s") and any(str(g) not in ("1", "None") for g in _distinct(data, "gpus")):
-        notes.append("gpus > 1: memory is the largest rank's peak (what every GPU must hold), tokens/s all ranks' together "
-                     "(per GPU: the record's train.tokens_per_s_per_gpu)")
-    shown = dict.fromkeys(part for p in cells if p.status for part in p.text.split(", "))
-    shown.update(dict.fromkeys(NO_VALUE for p in cells if p.text == NO_VALUE))
-    notes += [STATUS_NOTES.get(s, f"{s}: cell status") for s in shown]
-    notes += ["blank: no cell of the grid sits at this position"] if any(not p.text for p in cells) else []
-    return notes + env
-
-
 # ---- tables --------------------------------------------------------------------------------
 
 
@@ -320,18 +175,39 @@ def _floats(data: ReportData, name: str) -> List[float]:
     return [float(v) for v in pd.to_numeric(data.wide[name], errors="coerce").fillna(math.nan)]
 
 
+def _marks(data: ReportData, metric: str, g: Grid) -> Tuple[Dict[Tuple, Spread], Dict[Tuple, bool]]:
+    """Per single-cell position: its p25-p75 step spread and its noisy flag (tokens/s only; else none)."""
+    if metric != "tokens_per_s":
+        return {}, {}
+    low, high, flag = _floats(data, "tokens_per_s_p25"), _floats(data, "tokens_per_s_p75"), values_of(data, "step_cv_flag")
+    spreads: Dict[Tuple, Spread] = {}
+    noisy: Dict[Tuple, bool] = {}
+    for at, rows in g.members.items():
+        if len(rows) == 1 and math.isfinite(low[rows[0]]) and math.isfinite(high[rows[0]]):
+            spreads[at] = (low[rows[0]], high[rows[0]])
+        noisy[at] = any(bool(flag[i]) for i in rows)
+    return spreads, noisy
+
+
 def _table(title: str, metric: str, unit: Optional[str], g: Grid, layout: Layout, cells: Dict[Tuple, Position],
-           higher_is_better: Optional[bool], notes: List[str]) -> Table:
+           higher_is_better: Optional[bool], notes: List[str],
+           marks: Tuple[Dict[Tuple, Spread], Dict[Tuple, bool]] = ({}, {})) -> Table:
     header = f"{title} ({unit})" if unit else title
     index, columns = _index(g.row_keys, layout.rows, "all cells"), _index(g.col_keys, layout.cols, header)
+    found = lead(cells, higher_is_better, *marks)
+    cells = {at: replace(p, text=p.text + TIE) if at in found.tied else p for at, p in cells.items()}
+    if found.best or found.tied or found.noisy:
+        notes = [*notes, SEPARATED]
+    if found.noisy:
+        notes.append("the top tokens/s is flagged noisy (step CV above run.step_cv_warn), so it is not bold: "
+                     "read tokens_per_s_p25..p75 in cells.csv")
 
     def frame(attr: str, dtype: Any) -> pd.DataFrame:
         grid_values = [[getattr(cells[(r, c)], attr) for c in g.col_keys] for r in g.row_keys]
         return pd.DataFrame(grid_values, index=index, columns=columns, dtype=dtype)
 
-    numbers, status = frame("number", float), frame("status", bool)
-    return Table(title, metric, frame("text", object), numbers, best_mask(numbers, status, higher_is_better), notes,
-                 unit, status)
+    best = pd.DataFrame([[(r, c) == found.best for c in g.col_keys] for r in g.row_keys], index=index, columns=columns)
+    return Table(title, metric, frame("text", object), frame("number", float), best, notes, unit, frame("status", bool))
 
 
 def build_tables(data: ReportData, layout: Layout, baseline: Optional[str] = None) -> List[Table]:
@@ -350,9 +226,10 @@ def build_tables(data: ReportData, layout: Layout, baseline: Optional[str] = Non
         se = [e if math.isfinite(e) else None for e in _floats(data, f"{metric}_se")]
         cells = {(r, c): position(g.members.get((r, c), []), values, se, labels) for r in g.row_keys for c in g.col_keys}
         used_se = any(p.err is not None and not p.n for p in cells.values())
-        notes = _notes(data, metric, spec.unit, list(cells.values()),
+        notes = table_footnotes(data, metric, spec.unit, list(cells.values()),
                        [f"± is the evaluator's standard error ({metric}_se)"] if used_se else [], env)
-        tables.append(_table(spec.label, metric, spec.unit, g, layout, cells, spec.higher_is_better, notes))
+        tables.append(_table(spec.label, metric, spec.unit, g, layout, cells, spec.higher_is_better, notes,
+                             _marks(data, metric, g)))
         if base is not None and baseline:
             base_value = values[base] if labels[base] is None else math.nan
             tables.append(_delta(data, g, layout, cells, metric, (base, baseline, base_value, se[base], labels[base]), env))
@@ -379,5 +256,6 @@ def _delta(data: ReportData, g: Grid, layout: Layout, cells: Dict[Tuple, Positio
         notes.append("± combines the cell's and the baseline's stderr as independent: sqrt(se^2 + se_base^2)")
     if any(p.n for p in out.values()):
         notes.append("seed means are compared with the baseline cell's value; their delta carries no ±")
-    notes = _notes(data, metric, spec.unit, list(out.values()), notes, env)
-    return _table(f"{spec.label} vs {baseline}", metric, spec.unit, g, layout, out, spec.higher_is_better, notes)
+    notes = table_footnotes(data, metric, spec.unit, list(out.values()), notes, env)
+    # no lead marked: the metric's own table marks it, and "0 (baseline) (tie)" would say nothing
+    return _table(f"{spec.label} vs {baseline}", metric, spec.unit, g, layout, out, None, notes)

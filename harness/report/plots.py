@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import math
 import re
-from itertools import groupby
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,8 +21,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from harness.report.data import ReportData, status_label
-from harness.report.quality import DOMAIN_SCORES
-from harness.report.rows import PRIMARY_METRICS, natural_key
+from harness.report.pareto import pareto_front, quality_columns
+from harness.report.rows import natural_key
 
 Plot = Tuple[str, go.Figure]
 """(title, figure)."""
@@ -41,10 +40,10 @@ MARKERS: Dict[str, Tuple[str, str]] = {
 OTHER_MARKER = ("square-x", "#7f6a5a")
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
 MEASURED, PREDICTED, FRONT = "#1f77b4", "#aec7e8", "#2ca02c"
-QUALITY_HEADLINES = ("eval_loss", "seq_ppl", "mt_bench", "alpaca_lc_wr", "alpaca_wr")
-"""Quality columns plotted against memory and cost when present (then lm-eval and domain scores)."""
 MAX_NOTES = 8
 """Lines of "no loss curve" notes under the loss plot."""
+MAX_LABELS = 12
+"""Quality scatter points labelled with their settings; beyond that only the Pareto front's are."""
 MAX_CURVES = 40
 """Cells whose loss curves one plot draws; beyond that it is unreadable (the rest are named as not drawn)."""
 CONFIG_KEYS = ("model", "framework", "peft", "quant", "lora_r", "seed")
@@ -260,39 +259,6 @@ def throughput_figure(data: ReportData, rows: List[Dict[str, Any]]) -> Optional[
 # ---- quality vs memory and cost --------------------------------------------------------------
 
 
-def pareto_front(points: Sequence[Tuple[float, float]], higher_is_better: bool) -> List[int]:
-    """Indices of the non-dominated points, ordered by x: x (memory, cost) lower is better, y by its direction.
-
-    A point is dominated when another is no worse on both and better on one; equal points
-    do not dominate each other.
-    """
-    sign = -1.0 if higher_is_better else 1.0  # compare "badness" on y: lower is better on both axes
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], sign * points[i][1], i))
-    front: List[int] = []
-    best = math.inf  # the lowest badness of any point with a smaller x
-    for _, same_x in groupby(order, key=lambda i: points[i][0]):  # one sweep: O(n log n) for 10,000 cells
-        group = list(same_x)
-        lowest = sign * points[group[0]][1]
-        if lowest < best:
-            front += [i for i in group if sign * points[i][1] == lowest]
-        best = min(best, lowest)
-    return front
-
-
-def quality_columns(data: ReportData) -> List[str]:
-    """Quality headlines with at least one value: eval loss, judged scores, lm-eval and domain scores."""
-    wide = data.wide
-    columns = [c for c in QUALITY_HEADLINES if c in wide.columns]
-    for column in wide.columns:
-        metric = next((m for m in PRIMARY_METRICS if column.endswith(f"_{m}")), None)
-        if metric and f"{column[: -len(metric) - 1]}_delta" in wide.columns and f"{column}_se" in wide.columns:
-            columns.append(column)  # lm-eval <task>_<metric> (it always comes with <task>_delta and _se)
-        elif column.endswith(tuple(f"_{s}" for s in DOMAIN_SCORES)) and not column.startswith(("mt_bench", "alpaca")):
-            columns.append(column)
-    columns = list(dict.fromkeys(columns))
-    return [c for c in columns if any(_num(v) is not None for v in wide[c])]
-
-
 def quality_figure(data: ReportData, rows: List[Dict[str, Any]], column: str) -> go.Figure:
     """``column`` against peak memory and against cost (wall time when no device price), Pareto front marked."""
     spec = data.spec(column)
@@ -312,11 +278,15 @@ def quality_figure(data: ReportData, rows: List[Dict[str, Any]], column: str) ->
         xy = [(_num(r[xcol]) or 0.0, _num(r[column]) or 0.0) for r in points]
         hover = [_hover(r, data.axes, f"{spec.label}: {_fmt(y, spec.unit)}", f"{xcol}: {_fmt(x, unit)}") for r, (x, y) in
                  zip(points, xy)]
-        fig.add_trace(go.Scatter(x=_arr([p[0] for p in xy]), y=_arr([p[1] for p in xy]), mode="markers", name="ok cells",
+        front = pareto_front(xy, spec.higher_is_better) if spec.higher_is_better is not None and len(xy) > 1 else []
+        # every point labelled with its settings while that stays readable, else the Pareto front's only
+        named = set(range(len(xy))) if len(xy) <= MAX_LABELS else set(front)
+        labels = [_settings(r, data.axes) if i in named else "" for i, r in enumerate(points)]
+        fig.add_trace(go.Scatter(x=_arr([p[0] for p in xy]), y=_arr([p[1] for p in xy]), mode="markers+text", name="ok cells",
                                  legendgroup="ok", showlegend=col == 1, hovertext=_arr(hover), hoverinfo="text",
+                                 text=_arr(labels), textposition="top center", textfont=dict(size=10),
                                  marker=dict(size=11, color=MEASURED)), row=1, col=col)
-        if spec.higher_is_better is not None and len(xy) > 1:
-            front = pareto_front(xy, spec.higher_is_better)
+        if front:
             fig.add_trace(go.Scatter(x=_arr([xy[i][0] for i in front]), y=_arr([xy[i][1] for i in front]), mode="lines+markers",
                                      name="Pareto front", legendgroup="front", showlegend=col == 1, hoverinfo="skip",
                                      line=dict(color=FRONT, dash="dash", width=2),

@@ -61,6 +61,8 @@ def _source_name(config: Dict[str, Any], stats: Dict[str, Any]) -> str:
     source = str(stats.get("source") or data.get("hub_id") or data.get("path") or "?")
     shown = source if data.get("hub_id") else Path(source.rstrip("/")).name
     name = data.get("name")
+    if name == "bundled" and (data.get("path") or data.get("hub_id")):
+        return source  # the group's name, kept when only data.path was set: the user's file is not the bundled set
     return f"{name} {shown}" if name and name != shown else shown
 
 

@@ -194,8 +194,16 @@ def old_layout_cells(sweep_dir: Path) -> List[Path]:
     return sorted(p.parent for p in sweep_dir.glob(f"*/{CELL_SPEC_NAME}") if not p.parent.is_symlink())
 
 
-def _eval_view(cell_dir: Path, evals: Dict[str, str]) -> tuple[List[Dict[str, Any]], Dict[str, Any], Dict[str, float], List[str]]:
-    """(metric rows, baselines, timings as eval_<name>, problems) of the requested evaluator results."""
+JUDGE_FACTS = "judge_facts"
+"""View key: judged benchmark -> {"judge": the result's judge block, "caveats": [...]}: who judged, not who was asked."""
+
+
+def _eval_view(cell_dir: Path, evals: Dict[str, str],
+               facts: Optional[Dict[str, Any]] = None) -> tuple[List[Dict[str, Any]], Dict[str, Any], Dict[str, float], List[str]]:
+    """(metric rows, baselines, timings as eval_<name>, problems) of the requested evaluator results.
+
+    ``facts``, when given, gets each ok judge result's judge block and caveats under its benchmark's name.
+    """
     rows: List[Dict[str, Any]] = []
     baselines: Dict[str, Any] = {}
     timings: Dict[str, float] = {}
@@ -213,6 +221,8 @@ def _eval_view(cell_dir: Path, evals: Dict[str, str]) -> tuple[List[Dict[str, An
         else:
             rows.extend(result.get("rows", []))
             timings.update(result.get("timings_s", {}))
+            if facts is not None and isinstance(result.get("judge"), dict):
+                facts[name.split(":")[0]] = {"judge": result["judge"], "caveats": list(result.get("caveats") or [])}
             if result.get("baseline"):
                 baselines[name] = result["baseline"]
     return rows, baselines, timings, problems
@@ -244,8 +254,11 @@ def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = No
     if record is None:
         return new_record(cell_id or Path(cell_dir).name, "skipped", {}, error="not run: no record yet")
     view = dict(record)
-    rows, baselines, timings, problems = _eval_view(Path(cell_dir), evals)
+    facts: Dict[str, Any] = {}
+    rows, baselines, timings, problems = _eval_view(Path(cell_dir), evals, facts)
     view["metrics"] = list(record.get("metrics", [])) + rows
+    if facts:
+        view[JUDGE_FACTS] = facts
     view["baselines"] = {**record.get("baselines", {}), **baselines}
     view["timings_s"] = {**record.get("timings_s", {}), **timings}
     view["evals"] = dict(evals)
