@@ -31,5 +31,15 @@ def hide_bitsandbytes(cfg: Any) -> bool:
     """
     if needs_bitsandbytes(cfg) or BITSANDBYTES in sys.modules:
         return False
-    sys.modules[BITSANDBYTES] = None  # type: ignore[assignment]  # import raises ImportError; find_spec gives None
+    mark_absent()
     return True
+
+
+def mark_absent() -> None:
+    """Make ``import bitsandbytes`` raise ImportError (and find_spec give None) in this process from now on.
+
+    The warm template calls it before importing the training stack, so a cell forked from it carries the same
+    libraries as a spawned non-quantized cell (same host RSS: bitsandbytes adds ~30 MiB); a cell that uses
+    bitsandbytes is spawned instead (``harness.sweep.warm.mode``).
+    """
+    sys.modules.setdefault(BITSANDBYTES, None)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from harness.claims import measured as rec
 from harness.claims import planned
 from harness.claims.configs import grid
-from harness.claims.context import SEED, Context, Result
+from harness.claims.context import Context, Result
 from harness.claims.spec import Claim, Part
 from harness.claims.verdict import decided, predicted, reading, untestable
 

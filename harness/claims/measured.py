@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
-
 MATCH = (("model", "arch"), ("model", "num_layers"), ("model", "hidden_size"), ("model", "intermediate_size"),
          ("model", "num_heads"), ("model", "num_kv_heads"), ("model", "vocab_size"), ("model", "tie_embeddings"),
          ("peft", "method"), ("quant", "mode"), ("lora", "r"), ("lora", "target"), ("lora", "modules"),

@@ -236,6 +236,7 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     from harness.measure.memcap import watchdog_for
     from harness.measure.oom import oom_kill_count
     from harness.sweep.warm import mode as worker_mode
+    from harness.sweep.warm import uses_bitsandbytes
 
     attempt = uuid.uuid4().hex
     if train:  # a stale record must not outlive a rerun
@@ -249,7 +250,8 @@ def _attempt(plan: CellPlan, train: bool, todo: Dict[str, str], timeout_s: float
     device = str(plan.identity.get("device", "cpu"))
     watch = watchdog_for(plan.config, device)  # run.memory_cap_gib on a CPU cell
     python = interpreter(plan.config.get("framework") or {})
-    how = dist.worker_mode(plan.config, worker_mode(str((plan.config.get("run") or {}).get("worker") or "auto"), device, python))
+    requested = str((plan.config.get("run") or {}).get("worker") or "auto")
+    how = dist.worker_mode(plan.config, worker_mode(requested, device, python, uses_bitsandbytes(plan.config)))
     ran: Dict[str, Any] = {}
     try:
         code, timed_out = spawn_worker(plan.cell_dir, timeout_s, lock_fd, tick=line.tick if line else None,

@@ -54,14 +54,24 @@ def supported() -> bool:
     return hasattr(os, "fork") and hasattr(socket, "send_fds")
 
 
-def mode(requested: str, device: str, python: Path) -> str:
+def uses_bitsandbytes(config: Dict[str, Any]) -> bool:
+    """True for a cell config that calls bitsandbytes: quantized weights or a bitsandbytes optimizer."""
+    from harness.config.hf_names import BITSANDBYTES_OPTIMIZERS
+
+    quant = str((config.get("quant") or {}).get("mode") or "none")
+    return quant != "none" or str((config.get("train") or {}).get("optimizer")) in BITSANDBYTES_OPTIMIZERS
+
+
+def mode(requested: str, device: str, python: Path, bitsandbytes: bool = False) -> str:
     """``warm`` or ``spawn`` for a cell: ``auto`` is warm for a CPU cell in the harness's own environment.
 
     A CUDA cell stays spawned under ``auto`` until a GPU check has shown that its counters read the same
     warm (a library that calls cuInit at import would make a forked child's CUDA unusable); a framework's own
-    environment (Unsloth patches libraries when imported) is always spawned.
+    environment (Unsloth patches libraries when imported) is always spawned, and so is a cell that uses
+    bitsandbytes (``bitsandbytes``): the template leaves it out, so that its other cells' memory is a spawned
+    cell's (``harness.backends.optional.mark_absent``).
     """
-    if requested == "spawn" or not supported() or os.path.abspath(python) != os.path.abspath(sys.executable):
+    if requested == "spawn" or bitsandbytes or not supported() or os.path.abspath(python) != os.path.abspath(sys.executable):
         return "spawn"
     if requested == "warm":
         return "warm"

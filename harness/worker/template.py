@@ -260,6 +260,9 @@ def _child(template: Template, conn: socket.socket, request: Dict[str, Any], fds
 def main(argv: List[str]) -> int:
     """Entry point: preload, prove quiet, serve until idle."""
     key = argv[1]
+    from harness.backends.optional import mark_absent
+
+    mark_absent()  # as in a spawned non-quantized cell; cells that use bitsandbytes are never forked from here
     tried = preload()
     state = quiet()
     if state["threads"] != 1 or state["cuda_initialized"] or tried:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends.base import ModelView
+from harness.benchmarks.inputs import stratified_sample
 from harness.config.model import ModelConfig
 from harness.evaluators.generation import generate
 from harness.models.tiny import ensure_tiny_model
@@ -64,7 +65,9 @@ def test_one_cell_writes_answers_for_the_cell_and_its_cached_base(tmp_path, harn
         assert base.is_file() and len(base.read_text().splitlines()) == len(answers)
         rows = {r["metric"]: r for r in res["rows"]}
         if name == "mt_bench":
-            assert [a["question_id"] for a in answers] == [81, 82]
+            questions = [json.loads(line) for line in (SETS / "mt_bench_question.jsonl").read_text().splitlines()]
+            sample = [q["question_id"] for q in stratified_sample(questions, 2)]  # seeded, across categories
+            assert [a["question_id"] for a in answers] == sample and len(set(sample)) == 2
             assert all(len(a["turns"]) == len(a["tokens"]) == len(a["cut_off"]) == 2 and a["temperature"] == 0.7 for a in answers)
             assert rows["mt_bench_answer_tokens"]["n"] == 4 and "mt_bench_cut_off_delta" in rows
         elif name == "alpaca_eval":
