@@ -34,13 +34,17 @@ def plain_number(value: float, sign: bool = False) -> str:
     return _signed(str(int(value)) if value.is_integer() and abs(value) < 1e15 else format_cell(value), sign)
 
 
+ZERO_ERR = 1e-9
+"""An error below this share of its value is 0 as written (else 18 decimals of rounding noise would be printed)."""
+
+
 def format_value(value: Optional[float], err: Optional[float] = None, sign: bool = False) -> str:
     """``0.412 ± 0.012``: the error to 2 significant digits, the value to the same decimal place."""
     if value is None or not math.isfinite(value):
         return NO_VALUE
     if err is None or not math.isfinite(err) or err < 0:
         return plain_number(value, sign)
-    if err == 0:
+    if err <= ZERO_ERR * max(abs(value), 1.0):  # float noise of an exact 0 (alpaca_eval's minimal-GLM LC stderr)
         return f"{plain_number(value, sign)} ± 0"
     err = float(f"{err:.2g}")
     places = 1 - math.floor(math.log10(err))

@@ -124,6 +124,7 @@ def test_unknown_keys_are_one_line_config_errors():
     (12345.678, None, "12346"),
     (0.000123456, None, "0.0001235"),
     (float("nan"), None, "n/a"),
+    (84.91678555711469, 5.0e-17, "84.92 ± 0"),  # a zero stderr up to float noise, not 18 decimals
 ])
 def test_rounding_to_what_the_stderr_supports(value, err, text):
     assert format_value(value, err) == text
