@@ -57,12 +57,15 @@ def measured_length(overrides: List[str], model: Any, same: Any = None) -> Tuple
 
 def _measure_in_child(overrides: List[str], model: Any) -> Tuple[Optional[float], str]:
     """``measured_length`` without the reuse: the child process's answer."""
-    from harness.models.hub import hub_problem
+    from harness.models.hub import hub_problem, hub_reachable
 
     problem = hub_problem(model)
     if problem is not None:
         return None, f"the {model.name} tokenizer is not available here (hub unreachable, not cached)"
-    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}  # never wait on hub retries
+    # offline unless the hub answers: a cached tokenizer then loads without waiting on retries, and an online
+    # user's uncached one still downloads
+    online = hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    env = dict(os.environ) if online else {**os.environ, "HF_HUB_OFFLINE": "1"}
     try:
         done = subprocess.run([sys.executable, "-m", "harness.plan.lengths", *overrides], capture_output=True, text=True,
                               timeout=TIMEOUT_S, env=env, check=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from harness.report.quality import PREFIX
-from harness.report.summary import NOTES, real_random
+from harness.report.summary import NOTES, is_cpu, real_random
 from harness.store.layout import JUDGE_FACTS
 
 BENCH_OF = {prefix: bench for bench, prefix in PREFIX.items()}
@@ -36,7 +36,7 @@ def bench_of(column: str) -> Optional[str]:
     return None
 
 
-def judge_facts(cell: Dict[str, Any], bench: str) -> Dict[str, Any]:
+def judged_by(cell: Dict[str, Any], bench: str) -> Dict[str, Any]:
     """``judge_model``, ``judge_n``, ... of the judge result the cell's ``bench`` scores came from ({} if none)."""
     facts = ((cell.get(JUDGE_FACTS) or {}).get(bench) or {}).get("judge") or {}
     if not facts:
@@ -64,10 +64,6 @@ def judge_text(facts: Dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _cpu(row: Dict[str, Any]) -> bool:
-    return row.get("device") == "cpu" or row.get("mem_counter") == "host_peak_rss"
-
-
 def kind_of(metric: str, unit: Any) -> str:
     """memory, speed or quality: which caveats a metric row needs."""
     if unit == "MiB" or metric.endswith("mem_mib"):
@@ -87,9 +83,9 @@ def cell_caveats(row: Dict[str, Any], cell: Dict[str, Any], kind: Optional[str] 
         real = real_random(config)
         if real or kind in (None, "quality"):
             notes.append(NOTES["random_real" if real else "random"])
-    if _cpu(row) and kind in (None, "memory", "speed"):
+    if is_cpu(row) and kind in (None, "memory", "speed"):
         notes.append(NOTES["cpu"])
-    if _cpu(row) and row.get("quant") in ("4bit", "8bit") and kind in (None, "memory"):
+    if is_cpu(row) and row.get("quant") in ("4bit", "8bit") and kind in (None, "memory"):
         notes.append(NOTES["cpu_bnb"])
     if row.get("step_cv_flag") and kind in (None, "speed"):
         notes.append(NOISY)
@@ -103,7 +99,7 @@ def wide_columns(row: Dict[str, Any], cell: Dict[str, Any]) -> Dict[str, Any]:
     """Columns for cells.csv: ``<prefix>_judge_model`` ... per judged benchmark, and ``caveats`` (``; ``-joined)."""
     out: Dict[str, Any] = {}
     for bench in sorted(cell.get(JUDGE_FACTS) or {}):
-        out.update({f"{PREFIX.get(bench, bench)}_{k}": v for k, v in judge_facts(cell, bench).items()})
+        out.update({f"{PREFIX.get(bench, bench)}_{k}": v for k, v in judged_by(cell, bench).items()})
     out["caveats"] = "; ".join(cell_caveats(row, cell)) or None
     return out
 
@@ -113,10 +109,19 @@ def metric_columns(row: Dict[str, Any], cell: Dict[str, Any], metric: Dict[str, 
     bench = metric.get("evaluator") if metric.get("evaluator") in PREFIX else None
     out: Dict[str, Any] = dict.fromkeys(JUDGE_COLUMNS)
     if bench:
-        out.update(judge_facts(cell, bench))
+        out.update(judged_by(cell, bench))
     kind = kind_of(str(metric.get("metric")), metric.get("unit"))
     out["caveats"] = "; ".join(cell_caveats(row, cell, kind, bench or "")) or None
     return out
+
+
+ROW_COLUMNS = ("device", "mem_counter", "quant", "step_cv_flag", "weights")
+"""The wide columns the caveats read."""
+
+
+def caveat_rows(wide: Any) -> List[Dict[str, Any]]:
+    """The wide table's rows as dicts of just ``ROW_COLUMNS`` (what ``table_notes`` reads; cheap for 10,000 cells)."""
+    return wide[[c for c in ROW_COLUMNS if c in wide.columns]].to_dict("records")
 
 
 def table_notes(rows: List[Dict[str, Any]], cells: List[Dict[str, Any]], metric: str, unit: Any) -> List[str]:
@@ -127,7 +132,7 @@ def table_notes(rows: List[Dict[str, Any]], cells: List[Dict[str, Any]], metric:
     """
     notes: List[str] = []
     kind = kind_of(metric, unit)
-    if kind == "memory" and any(_cpu(r) and r.get("quant") in ("4bit", "8bit") for r in rows):
+    if kind == "memory" and any(is_cpu(r) and r.get("quant") in ("4bit", "8bit") for r in rows):
         notes.append(NOTES["cpu_bnb"])
     flagged = sum(1 for r in rows if r.get("step_cv_flag"))
     if kind == "speed" and flagged:
@@ -138,7 +143,7 @@ def table_notes(rows: List[Dict[str, Any]], cells: List[Dict[str, Any]], metric:
     judges: Dict[str, int] = {}
     caveats: Dict[str, int] = {}
     for cell in cells:
-        facts = judge_facts(cell, bench)
+        facts = judged_by(cell, bench)
         if facts:
             judges[judge_text(facts)] = judges.get(judge_text(facts), 0) + 1
         for caveat in judge_caveats(cell, bench):

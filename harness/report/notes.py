@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from harness.report.caveats import table_notes
+from harness.report.caveats import caveat_rows, table_notes
 from harness.report.data import ReportData
 from harness.report.numbers import NO_VALUE, Position
 from harness.report.summary import NOTES, real_random
@@ -72,7 +72,7 @@ def table_footnotes(data: ReportData, metric: str, unit: Optional[str], cells: L
     if unit in ("MiB", "tokens/s") and any(str(g) not in ("1", "None") for g in _distinct(data, "gpus")):
         notes.append("gpus > 1: memory is the largest rank's peak (what every GPU must hold), tokens/s all ranks' together "
                      "(per GPU: the record's train.tokens_per_s_per_gpu)")
-    notes += table_notes(data.wide.to_dict("records"), data.cells, metric, unit)
+    notes += table_notes(caveat_rows(data.wide), data.cells, metric, unit)
     shown = dict.fromkeys(part for p in cells if p.status for part in p.text.split(", "))
     shown.update(dict.fromkeys(NO_VALUE for p in cells if p.text == NO_VALUE))
     notes += [STATUS_NOTES.get(s, f"{s}: cell status") for s in shown]

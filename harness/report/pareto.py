@@ -32,7 +32,8 @@ quality headline."""
 COSTS = (("peak_mem_mib", "peak memory", "MiB"), ("train_cost_usd", "training cost", "USD"), ("wall_s", "wall time", "s"))
 
 
-def _num(value: Any) -> Optional[float]:
+def finite(value: Any) -> Optional[float]:
+    """A finite float, or None for missing / NaN / non-numbers (and booleans)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -68,7 +69,7 @@ def quality_columns(data: ReportData) -> List[str]:
         elif column.endswith(tuple(f"_{s}" for s in DOMAIN_SCORES)) and not column.startswith(("mt_bench", "alpaca")):
             columns.append(column)
     columns = list(dict.fromkeys(columns))
-    return [c for c in columns if any(_num(v) is not None for v in wide[c])]
+    return [c for c in columns if any(finite(v) is not None for v in wide[c])]
 
 
 
@@ -103,17 +104,17 @@ def pareto_tables(data: "ReportData") -> List["Table"]:
     axes = [a for a in data.axes if not is_seed(a)] or ["model"]
     tables = []
     for column, name, unit in _costs(data):
-        at = [i for i, row in enumerate(wide) if row.get("status") == "ok" and _num(row.get(quality)) is not None
-              and _num(row.get(column)) is not None]
+        at = [i for i, row in enumerate(wide) if row.get("status") == "ok" and finite(row.get(quality)) is not None
+              and finite(row.get(column)) is not None]
         if len(at) < 2:
             continue
-        points = [(_num(wide[i][column]) or 0.0, _num(wide[i][quality]) or 0.0) for i in at]
+        points = [(finite(wide[i][column]) or 0.0, finite(wide[i][quality]) or 0.0) for i in at]
         front = [at[k] for k in pareto_front(points, spec.higher_is_better)]
         index = pd.MultiIndex.from_tuples([tuple(str(wide[i].get(a)) for a in axes) for i in front], names=axes)
         q_head = f"{spec.label} ({spec.unit})" if spec.unit else spec.label
-        frame = pd.DataFrame({q_head: [format_value(_num(wide[i][quality]), _num(wide[i].get(f"{quality}_se")))
+        frame = pd.DataFrame({q_head: [format_value(finite(wide[i][quality]), finite(wide[i].get(f"{quality}_se")))
                                        for i in front],
-                              f"{name} ({unit})": [format_value(_num(wide[i][column])) for i in front]},
+                              f"{name} ({unit})": [format_value(finite(wide[i][column])) for i in front]},
                              index=index, dtype=object)
         direction = "higher" if spec.higher_is_better else "lower"
         notes = [f"the Pareto front: the {len(front)} of {len(at)} ok cells with a {spec.label} and a {name} that no other "

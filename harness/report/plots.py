@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from harness.report.data import ReportData, status_label
+from harness.report.pareto import finite as _num
 from harness.report.pareto import pareto_front, quality_columns
 from harness.report.rows import natural_key
 
@@ -53,13 +54,6 @@ LAYOUT = dict(template="plotly_white", height=480, margin=dict(l=80, r=20, t=70,
               hoverlabel=dict(align="left"), legend=dict(orientation="v", yanchor="top", y=1.0, x=1.02))
 CONFIG = {"displaylogo": False, "responsive": True}
 """plotly.js options: no logo link (the page makes no network reference)."""
-
-
-def _num(value: Any) -> Optional[float]:
-    """A finite float, or None for missing / NaN / non-numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _arr(values: Any) -> np.ndarray:

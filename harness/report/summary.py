@@ -121,6 +121,11 @@ def real_random(config: Dict[str, Any]) -> bool:
     return model.get("weights") == "random" and not model.get("tiny")
 
 
+def is_cpu(row: Dict[str, Any]) -> bool:
+    """A summary row of a CPU cell: its memory is host RSS and its throughput a CPU's."""
+    return row.get("device") == "cpu" or row.get("mem_counter") == "host_peak_rss"
+
+
 def notes_for(rows: List[Dict[str, Any]], configs: Optional[List[Dict[str, Any]]] = None) -> List[str]:
     """Caveats that change how this table's numbers read, one line each (``configs``: the rows' configs, any order)."""
     notes = []
@@ -129,7 +134,7 @@ def notes_for(rows: List[Dict[str, Any]], configs: Optional[List[Dict[str, Any]]
         notes.append(NOTES["random"])
     if real:
         notes.append(NOTES["random_real"])
-    cpu = [row for row in rows if row.get("device") == "cpu" or row.get("mem_counter") == "host_peak_rss"]
+    cpu = [row for row in rows if is_cpu(row)]
     if cpu:
         notes.append(NOTES["cpu"])
     if any(row.get("quant") in ("4bit", "8bit") for row in cpu):
