@@ -11,7 +11,7 @@ EXTRAS ?= dev,eval,wandb,scale
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-e2e test-dist test-readme test-browser test-all bench clean clean-cache reports reports-rerun \
+.PHONY: setup demo test test-e2e test-dist test-readme test-browser test-all bench bench-scale clean clean-cache reports reports-rerun \
 	frameworks setup-unsloth setup-litgpt test-frameworks gpu-check gpu-check-cpu
 
 setup: $(VENV)/.installed
@@ -124,6 +124,14 @@ gpu-check-cpu: setup
 
 bench: setup
 	$(PY) -m pytest tests/bench -q --benchmark-only
+
+# The cluster-scale benches (issue 25): manifest bookkeeping per cell at 100 / 1,000 / 10,000 jobs, composing a
+# 1,000-point grid (sweeper and harness.plan -m), the report of 10,000 cells (seconds, peak RSS), the judge client
+# against a 0.2 s server at concurrency 16. Numbers go to stdout and .benchmarks/scale.json (extra_info), never asserted.
+bench-scale: setup
+	mkdir -p .benchmarks
+	$(PY) -m pytest tests/bench/test_bookkeeping_bench.py tests/bench/test_compose_bench.py tests/bench/test_report_bench.py \
+		tests/bench/test_judge_bench.py -q -s --benchmark-only --benchmark-json=.benchmarks/scale.json
 
 # The committed example reports: reports/<name>/ rebuilt from reports/<name>/records/ alone (no training, no
 # network), deterministically, so `make reports && git diff --exit-code reports/` passes.

@@ -105,6 +105,9 @@ class JudgeServer:
         """The Authorization header of every request."""
         self.max_in_flight: int = 0
         """Most requests being answered at once."""
+        self.arrived_at: List[float] = []
+        """``time.perf_counter()`` at each request's arrival (same order as ``calls``): when the client's calls
+        really started, for time-to-first-call figures."""
         self._in_flight = 0
         self._lock = threading.Lock()
         self._httpd: Optional[_Server] = None
@@ -132,6 +135,7 @@ class JudgeServer:
     def _arrive(self, body: Dict[str, Any], auth: Optional[str]) -> int:
         with self._lock:
             self.calls.append(body)
+            self.arrived_at.append(time.perf_counter())
             self.auth_headers.append(auth)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)

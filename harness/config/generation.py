@@ -134,6 +134,10 @@ class JudgeConfig:
     and left out of the score)."""
     strict_range: bool = False
     """MT-Bench: drop ratings outside 1-10 (FastChat keeps them; either way they are counted in _out_of_range)."""
+    during_sweep: bool = True
+    """Judge each cell as soon as its answers are stored, in a background thread of the sweep's parent, while
+    other cells still train (``harness.judge.watch``); false: judge only after all training. Same calls, cache
+    and results either way; not part of the judge key."""
 
     def __post_init__(self) -> None:
         if self.base_url is not None:

@@ -32,6 +32,10 @@ class ReportConfig:
     """Write report.html: tables and interactive plots in one self-contained file (opens offline)."""
     latex: bool = True
     """Write report.tex: the pivot tables as booktabs LaTeX."""
+    flat_metrics: bool = False
+    """Also write metrics_flat.csv/.parquet: each metric row with its cell's status, ``config.*`` and ``env.*``
+    columns copied on (what metrics.csv held before; large: ~300 MB at 10,000 cells). metrics.csv is keyed by
+    ``cell`` and joins cells.csv on it."""
 
     def __post_init__(self) -> None:
         for key in ("rows", "cols", "values"):

@@ -34,6 +34,13 @@ class RunConfig:
     """auto (cuda when available, else cpu), cpu or cuda; the device class (cpu, cuda:<name>) is part of a cell's id."""
     on_busy: str = "wait"
     """When another run holds a cell (same cell, another sweep or copy): wait for it, or skip it."""
+    lock: str = "auto"
+    """The cell lock: flock, lease (a heartbeat file under the cell, harness/store/locks.py), or auto: flock where the
+    file system under run.root makes it hold across nodes (local, NFS, GPFS, Lustre -o flock), a lease elsewhere
+    (Lustre without -o flock, BeeGFS, FUSE). flock where it is node-local is refused with the mount option to set."""
+    lock_ttl_s: float = 60.0
+    """A lease's lifetime without renewal (renewed every third of it): a crashed holder's cell is taken this long
+    after its last renewal, or at once when it ran on the same host."""
     keep_weights: bool = False
     """Keep a full fine-tune's weights (the whole model) in the cell, so evaluators can be added later;
     adapters are always kept."""
@@ -55,6 +62,15 @@ class RunConfig:
     from a template process of this environment that imported it once: harness/sweep/warm.py), or auto: warm for
     a CPU cell in the harness's own environment, spawn for a CUDA cell (not yet measured warm) and a framework's
     own environment. Records say which (environment.worker)."""
+    cells_at_once: Optional[int] = None
+    """At most this many cells of a sweep run at once on this machine (joblib's n_jobs is capped to it, submitit_local
+    gets its jobs in batches of it); None: what fits the machine, min(cores, available memory / 1 GiB per cell) and
+    on a GPU machine at most GPUs x run.cells_per_gpu (harness/sweep/launch.py machine_cap). SLURM and Ray schedule
+    their own cells and are not capped."""
+    finish: str = "parent"
+    """Who ends a sweep (judge pending, summary, report): parent (this command, after every cell) or, under
+    hydra/launcher=submitit_slurm (or slurm), slurm: one more SLURM job with --dependency=afterany on the cells' array
+    runs python -m harness.sweep.finish SWEEP and this command exits once both are submitted (harness/sweep/slurm_finish.py)."""
     cells_per_gpu: int = 1
     """Cells that may share one GPU when a launcher runs several at once; above 1 such cells are flagged gpu_shared
     and stay out of planner calibration (their peaks are not their own)."""
@@ -63,6 +79,8 @@ class RunConfig:
         require(self.timeout_s > 0, "run.timeout_s", self.timeout_s, "must be > 0")
         require(self.threads_per_cell is None or self.threads_per_cell >= 1, "run.threads_per_cell", self.threads_per_cell,
                  "must be a positive integer (or null: cores // cells at once)")
+        require(self.cells_at_once is None or self.cells_at_once >= 1, "run.cells_at_once", self.cells_at_once,
+                 "must be a positive integer (or null: what fits this machine)")
         require(self.cells_per_gpu >= 1, "run.cells_per_gpu", self.cells_per_gpu, "must be a positive integer")
         require(self.step_cv_warn > 0, "run.step_cv_warn", self.step_cv_warn, "must be > 0")
         one_of("run.device", self.device, ("auto", "cpu", "cuda"))
@@ -71,6 +89,9 @@ class RunConfig:
             require(self.sweep.lower() not in RESERVED_SWEEPS, "run.sweep", self.sweep, "is reserved (run.root/cells holds the cell store)")
         check_run_root_name(self.root)
         one_of("run.on_busy", self.on_busy, ("wait", "skip"))
+        one_of("run.finish", self.finish, ("parent", "slurm"))
+        one_of("run.lock", self.lock, ("auto", "flock", "lease"))
+        require(self.lock_ttl_s > 0, "run.lock_ttl_s", self.lock_ttl_s, "must be > 0 seconds")
         one_of("run.worker", self.worker, ("auto", "warm", "spawn"))
         if self.memory_cap_gib is not None:
             cap = self.memory_cap_gib

@@ -30,7 +30,7 @@ ERROR_CHARS = 300
 """An error is one line of at most this many characters (server bodies can be pages long)."""
 
 
-def _one_line(text: str, secret: Optional[str]) -> str:
+def one_line(text: str, secret: Optional[str]) -> str:
     """Collapse whitespace, cut to ERROR_CHARS and blank the key should a server echo it back."""
     text = re.sub(r"\s+", " ", text).strip()
     if secret:
@@ -67,7 +67,12 @@ class JudgeClient:
         self._stats = {"calls": 0, "cached": 0, "failed": 0, "retries": 0,
                        "prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0}
         # The openai client stamps every attempt with its retry number: an event hook counts retries for free.
-        http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]})
+        # The pool holds at least one connection per worker thread, kept alive between calls: a pool smaller
+        # than eval.judge.concurrency would queue calls behind each other or reconnect for every call.
+        import httpx
+
+        limits = httpx.Limits(max_connections=max(self.concurrency, 100), max_keepalive_connections=max(self.concurrency, 20))
+        http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]}, limits=limits)
         self._client = openai.OpenAI(
             base_url=settings.get("base_url"), api_key=self._key or "EMPTY", http_client=http_client,
             timeout=float(settings.get("timeout_s") or 120), max_retries=int(settings.get("retries", 4)),
@@ -209,8 +214,30 @@ class JudgeClient:
             # The server's own message when its body has one (OpenAI's {"error": {"message"}}), not the dict's repr.
             body = exc.body if isinstance(exc.body, dict) else {}
             message = body.get("message") if isinstance(body.get("message"), str) else exc.message
-            return _one_line(f"HTTP {exc.status_code} {type(exc).__name__}: {message}", self._key)
-        return _one_line(f"{type(exc).__name__}: {exc}", self._key)
+            return one_line(f"HTTP {exc.status_code} {type(exc).__name__}: {message}", self._key)
+        return one_line(f"{type(exc).__name__}: {exc}", self._key)
+
+
+def warm() -> float:
+    """Pay the judge's one-time, per-process import cost now (seconds taken); no network call.
+
+    The first call of a process otherwise spends ~0.2-0.5 s before anything is sent: httpx's
+    transport imports httpcore (and trio when installed) and the first ``chat.completions``
+    access imports openai's chat resources and builds their ~650 pydantic models. The
+    background judge (``harness.judge.watch``) calls this while the sweep trains, so neither it
+    nor the final judge pays that in front of its first call.
+    """
+    import time
+
+    started = time.perf_counter()
+    try:
+        import openai
+    except ImportError:
+        return 0.0
+    import openai.resources.chat  # noqa: F401 - the import is the point
+    import openai.types.chat  # noqa: F401
+    openai.DefaultHttpxClient().close()
+    return time.perf_counter() - started
 
 
 def reply_fault(request: Request, text: str, top: Optional[List[Dict[str, Any]]],

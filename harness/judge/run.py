@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.files import read_json, write_json_atomic, write_text_atomic
@@ -32,6 +34,8 @@ from harness.store.layout import RESULT, eval_dir, read_eval, read_manifest, upd
 
 JUDGMENTS = "judgments.jsonl"
 ANSWERS = "answers.jsonl"
+LOCK = ".judge.lock"
+"""The sweep's judge lock file (``judge_lock``)."""
 
 
 @dataclass
@@ -82,18 +86,22 @@ def _base_answers(result: Dict[str, Any], cache_dir: Path) -> Optional[List[Dict
 
 
 def collect(sweep_dir: Path, settings: Dict[str, Any], overrides: Dict[str, Dict[str, Any]], force: bool,
-            say: Callable[[str], None]) -> List[Work]:
+            say: Callable[[str], None], only: Optional[Set[str]] = None, update: bool = True) -> List[Work]:
     """The judge work of a sweep: every judged benchmark of every cell whose answers are stored ok.
 
     ``overrides``: benchmark name -> judge-only block keys given on the command line
     (e.g. another judge prompt file). The manifest is updated to point at the judge
-    results this setting produces, so the summary shows them.
+    results this setting produces, so the summary shows them -- unless ``update`` is False
+    (the judge running during the sweep: the jobs still write their own entries, and a
+    read-modify-write from here could undo one). ``only``: cell ids to consider (None: all).
     """
     manifest = read_manifest(sweep_dir) or {"jobs": {}}
     cache_dir = Path(settings["cache_dir"]).expanduser()
     out: List[Work] = []
     seen = set()
     for num, job in sorted(manifest["jobs"].items(), key=lambda item: int(item[0])):
+        if only is not None and job.get("cell_id") not in only:
+            continue
         judges = dict(job.get("judges") or {})
         for name in list(judges):
             cell_dir = Path(sweep_dir) / job["cell_id"]
@@ -111,7 +119,7 @@ def collect(sweep_dir: Path, settings: Dict[str, Any], overrides: Dict[str, Dict
                 say(f"#{num} {job['cell_id']}: {name}: no {ANSWERS} beside the generation result; nothing to judge")
                 continue
             out.append(Work(num, job["cell_id"], cell_dir, name, key, block, answers, _base_answers(result, cache_dir)))
-        if judges != (job.get("judges") or {}) or job.get("judge") != settings:
+        if update and (judges != (job.get("judges") or {}) or job.get("judge") != settings):
             update_manifest(sweep_dir, num, {**job, "judges": judges, "judge": settings})
     return out
 
@@ -184,16 +192,58 @@ def _headline(result: Dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+@contextmanager
+def judge_lock(sweep_dir: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the sweep's judge lock (``<sweep>/.judge.lock``, flock) while judging; yields False when
+    ``wait`` is False and another judge holds it.
+
+    One judge at a time per sweep: the one running during the sweep (``harness.judge.watch``), the
+    one after it and ``python -m harness.judge`` would otherwise send the same uncached requests
+    at once and pay twice (the cache dedups only calls that have finished). The kernel drops the
+    lock when its holder dies.
+    """
+    import fcntl
+
+    path = Path(sweep_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def judge_sweep(sweep_dir: Path, settings: Dict[str, Any], overrides: Optional[Dict[str, Dict[str, Any]]] = None,
-                force: bool = False, say: Callable[[str], None] = print) -> Dict[str, Any]:
+                force: bool = False, say: Callable[[str], None] = print, only: Optional[Set[str]] = None,
+                update: bool = True, wait: bool = True) -> Optional[Dict[str, Any]]:
     """Judge what the sweep still lacks under ``settings`` ({"judge": eval.judge block, "cache_dir": ...}).
 
-    Returns the client's counts (calls, cached, failed, usd, ...) plus the number of results written.
+    Returns the client's counts (calls, cached, failed, usd, ...) plus the number of results written;
+    None only when ``wait`` is False and another judge of this sweep is running (``judge_lock``).
+    ``only`` and ``update``: see ``collect``.
     """
+    with judge_lock(Path(sweep_dir), wait) as held:
+        if not held:
+            return None
+        return _judge_sweep(Path(sweep_dir), settings, overrides, force, say, only, update)
+
+
+def _judge_sweep(sweep_dir: Path, settings: Dict[str, Any], overrides: Optional[Dict[str, Dict[str, Any]]],
+                 force: bool, say: Callable[[str], None], only: Optional[Set[str]], update: bool) -> Dict[str, Any]:
+    """``judge_sweep`` under the judge lock."""
     from harness.judge.client import JudgeClient
 
-    work = collect(Path(sweep_dir), settings, overrides or {}, force, say)
+    work = collect(Path(sweep_dir), settings, overrides or {}, force, say, only, update)
     if not work:
+        if only is not None:  # the background judge's cells were judged by another judge meanwhile: nothing to say
+            return {"results": 0, "calls": 0, "cached": 0, "failed": 0, "usd": 0.0}
         say("judge: every judged result of this sweep is stored ok under these settings; nothing to call "
             "(--force re-scores them from the cache)")
         return {"results": 0, "calls": 0, "cached": 0, "failed": 0, "usd": 0.0}
@@ -202,10 +252,10 @@ def judge_sweep(sweep_dir: Path, settings: Dict[str, Any], overrides: Optional[D
     distinct = plan_requests(work, judge)
     say(f"judge: {len(distinct)} distinct judgments for {len(work)} result(s) with {judge['model']} at "
         f"{public_url(judge.get('base_url')) or 'the OpenAI API'} (concurrency {judge.get('concurrency')})")
-    client = JudgeClient(judge, Path(settings["cache_dir"]).expanduser())
     from harness.judge.cache import key as cache_key
 
-    outcomes = {cache_key(r, judge["model"]): o for r, o in zip(distinct, client.run(distinct))}
+    with JudgeClient(judge, Path(settings["cache_dir"]).expanduser()) as client:
+        outcomes = {cache_key(r, judge["model"]): o for r, o in zip(distinct, client.run(distinct))}
     wall = time.perf_counter() - started
     for item in work:
         result = write_result(item, outcomes, judge, Path(sweep_dir), wall)
@@ -220,10 +270,14 @@ def judge_sweep(sweep_dir: Path, settings: Dict[str, Any], overrides: Optional[D
     return {**stats, "results": len(work)}
 
 
+def sweep_settings(manifest: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The judge settings the sweep's command gave (its first judged job's), or None when nothing is judged."""
+    return next((job.get("judge") for job in manifest.get("jobs", {}).values() if job.get("judges")), None)
+
+
 def judge_pending(sweep_dir: Path, say: Callable[[str], None] = print) -> Optional[Dict[str, Any]]:
     """After a sweep: judge its cells with the settings the sweep's command gave (None when nothing is judged)."""
-    manifest = read_manifest(sweep_dir) or {}
-    settings = next((job.get("judge") for job in manifest.get("jobs", {}).values() if job.get("judges")), None)
+    settings = sweep_settings(read_manifest(sweep_dir) or {})
     if settings is None:
         return None
     return judge_sweep(sweep_dir, settings, say=say)

@@ -177,8 +177,22 @@ def dataset_plan(data: Dict[str, Any], records: List[Dict[str, Any]], model_name
             "hint": hint}
 
 
+_CHARS: Dict[Tuple[Tuple[str, int, int], ...], List[int]] = {}
+"""``_record_chars`` memoised per file state: every point of a grid (``harness.plan -m``) plans the same data."""
+
+
 def _record_chars(path: Path) -> List[int]:
-    """Characters of every string value of each record of a data file or folder, read as training reads it."""
+    """Characters of every string value of each record of a data file or folder, read as training reads it
+    (memoised on each file's path, size and modification time)."""
+    files = list(source_files(path))
+    state = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns) for file in map(Path, files))
+    if state not in _CHARS:
+        _CHARS[state] = _read_chars(files)
+    return list(_CHARS[state])
+
+
+def _read_chars(files: List[Any]) -> List[int]:
+    """``_record_chars`` of these files, read now."""
 
     def strings(node: Any) -> int:
         if isinstance(node, str):
@@ -189,7 +203,7 @@ def _record_chars(path: Path) -> List[int]:
             return sum(strings(v) for v in node)
         return 0
 
-    return [strings(item.row) for file in source_files(path) for item in read_file(file)[1] if item.problem is None]
+    return [strings(item.row) for file in files for item in read_file(file)[1] if item.problem is None]
 
 
 def _count_chars(path: Path) -> Tuple[int, int]:

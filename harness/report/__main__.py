@@ -57,10 +57,17 @@ def parse(argv: List[str]) -> Tuple[List[Path], ReportConfig, LoggerConfig]:
 
 
 def _say_corrupt(sweeps: List[Path]) -> int:
-    """One ``error:`` line per cell file that does not parse (the report shows such cells ``corrupt``); their count."""
+    """One ``error:`` line per cell file that does not parse (the report shows such cells ``corrupt``); their count.
+    A sweep that has not ended gets one line saying what is still running and not started (``harness.store.partial``)."""
     from harness.store.layout import load_sweep
+    from harness.store.partial import partial_line
 
-    said = sorted({str(view.get("error")) for sweep in sweeps for view in load_sweep(sweep) if view.get("status") == "corrupt"})
+    views = {sweep: load_sweep(sweep) for sweep in sweeps}
+    for sweep, shown in views.items():
+        line = partial_line(shown)
+        if line:
+            print(f"{sweep.name}: {line}" if len(views) > 1 else line, flush=True)
+    said = sorted({str(view.get("error")) for shown in views.values() for view in shown if view.get("status") == "corrupt"})
     for line in said:
         print(f"error: {line}", file=sys.stderr)
     return len(said)

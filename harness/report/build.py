@@ -1,10 +1,22 @@
 """Write every report file of one or many sweeps from their records.
 
-    cells.csv / cells.parquet      the wide table: one row per cell (summary columns first)
-    metrics.csv / metrics.parquet  the tidy table: one row per cell and metric, config and environment kept
+    cells.csv / cells.parquet      the wide table: one row per cell (summary columns first, then status, sweeps,
+                                   environment ``env.*`` and the config as dotted ``config.*`` columns)
+    metrics.csv / metrics.parquet  the tidy table: one row per cell and metric (evaluator, task, metric, value,
+                                   stderr, n, unit, higher_is_better, judge_*, caveats), keyed by ``cell``, no config
+    metrics_flat.csv / .parquet    only with report.flat_metrics: the metric rows with the cell's columns joined on
     report.md                      README-ready pivot tables (value ± stderr, units, best in bold, footnotes)
     report.tex                     the same tables as booktabs LaTeX
-    report.html                    tables and interactive plots in one file that opens from disk offline
+    report.html                    tables and interactive plots; opens from disk offline
+    plotly.min.js                  plotly.js, once per folder, loaded by report.html (written when it has a plot)
+
+The config is per cell, so it is written once per cell (cells.*) rather than on each metric row;
+one join gives the flat table back::
+
+    pd.read_parquet("metrics.parquet").merge(pd.read_parquet("cells.parquet"), on="cell", suffixes=("", "_cell"))
+
+(both tables have ``caveats``: the metric row's, of its kind, stays ``caveats``; the cell's, of every kind,
+becomes ``caveats_cell``.)
 
 ``page`` is that HTML page as text, for a room that shows its own section first (the claims' page).
 
@@ -15,6 +27,7 @@ plot ids), so a committed report can be checked with ``git diff --exit-code``.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
@@ -24,7 +37,7 @@ import pandas as pd
 from harness.config.report import LoggerConfig, ReportConfig
 from harness.errors import ConfigError
 from harness.files import write_text_atomic
-from harness.report.data import ReportData, load
+from harness.report.data import ReportData, config_frame, load
 
 if TYPE_CHECKING:
     from harness.report.pivot import Table
@@ -56,7 +69,7 @@ def write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
     """Write ``frame`` as ``stem``.csv and ``stem``.parquet (mixed-type columns as text there), each atomically."""
     csv_path, parquet_path = stem.with_suffix(".csv"), stem.with_suffix(".parquet")
     write_text_atomic(csv_path, frame.to_csv(index=False))
-    tmp = parquet_path.with_name(f".{parquet_path.name}.tmp")
+    tmp = parquet_path.with_name(f".{parquet_path.name}.{uuid.uuid4().hex[:8]}.tmp")  # two hosts may report at once
     try:
         _parquet_safe(frame).to_parquet(tmp, index=False)
     except OSError as exc:  # pyarrow's error names no file; a full disk must name the one it could not write
@@ -64,6 +77,27 @@ def write_frame(frame: pd.DataFrame, stem: Path) -> List[Path]:
         raise OSError(exc.errno, exc.strerror or str(exc), str(parquet_path)) from exc
     tmp.replace(parquet_path)
     return [csv_path, parquet_path]
+
+
+def cells_table(data: ReportData) -> pd.DataFrame:
+    """cells.csv: the wide table with each cell's ``config.*`` columns appended (one row per cell)."""
+    config = config_frame(data)
+    extra = [c for c in config.columns if c not in data.wide.columns]
+    if data.wide.empty or not extra:
+        return data.wide
+    return pd.concat([data.wide.reset_index(drop=True), config[extra].reset_index(drop=True)], axis=1)
+
+
+FLAT_FIRST = ("cell", "status", "status_label", "sweeps")
+"""The cell columns that lead each metrics_flat row, before its config.* and env.* columns."""
+
+
+def flat_metrics(tidy: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The old flat metrics table: every metric row with its cell's status, sweeps, ``config.*`` and ``env.*``."""
+    keep = [c for c in FLAT_FIRST if c in cells.columns] + [c for c in cells.columns if c.startswith("config.")] + [
+        c for c in cells.columns if c.startswith("env.")]
+    shared = cells[keep]
+    return shared.merge(tidy, on="cell", how="right")[keep + [c for c in tidy.columns if c != "cell"]]
 
 
 def _header(data: ReportData) -> str:
@@ -118,7 +152,10 @@ def write_report(data: ReportData, cfg: ReportConfig, where: Path,
     from harness.report.publish import to_latex, to_markdown
 
     where.mkdir(parents=True, exist_ok=True)
-    written = write_frame(data.wide, where / "cells") + write_frame(data.tidy, where / "metrics")
+    cells = cells_table(data)
+    written = write_frame(cells, where / "cells") + write_frame(data.tidy, where / "metrics")
+    if cfg.flat_metrics:
+        written += write_frame(flat_metrics(data.tidy, cells), where / "metrics_flat")
     tables = pivot_tables(data, cfg)
     write_text_atomic(where / "report.md", _header(data) + to_markdown(tables))
     written.append(where / "report.md")
@@ -128,8 +165,7 @@ def write_report(data: ReportData, cfg: ReportConfig, where: Path,
     if cfg.html:
         from harness.report.html import write_html
 
-        write_html(data, _tables_html(tables), where / "report.html", sections)
-        written.append(where / "report.html")
+        written += write_html(data, _tables_html(tables), where / "report.html", sections)
     return written
 
 
@@ -144,7 +180,10 @@ def report(sweeps: Sequence[Path], cfg: Optional[ReportConfig] = None, logger: O
 
         log_sweep(data, asdict(logger), files)
     html = next((f for f in files if f.suffix == ".html"), None)
-    say(f"report: {html or files[0].parent / 'report.md'}  (also report.md, report.tex, cells.csv/.parquet, metrics.csv/.parquet)")
+    also = "report.md, report.tex, cells.csv/.parquet, metrics.csv/.parquet" + (
+        ", metrics_flat.csv/.parquet" if cfg.flat_metrics else "") + (", plotly.min.js (keep it beside the page)"
+                                                                        if any(f.suffix == ".js" for f in files) else "")
+    say(f"report: {html or files[0].parent / 'report.md'}  (also {also})")
     return files
 
 

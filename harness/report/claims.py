@@ -200,4 +200,9 @@ def write_claims(rows: Sequence[Row], where: Path, *, title: str, intro_lines: S
     section = [(SECTION_TITLE, claims_html(rows, intro_lines))]
     html = page(data if data is not None else _no_cells(), report_cfg or ReportConfig(), section, title, FOOTER)
     write_text_atomic(where / "claims.html", html)
-    return [*written, where / "claims.html"]
+    written.append(where / "claims.html")
+    from harness.report.html import PLOTLY_FILE, write_plotly
+
+    if f'src="{PLOTLY_FILE}"' in html:  # the page's plots load plotly.js from beside it
+        written.append(write_plotly(where))
+    return written

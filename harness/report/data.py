@@ -10,9 +10,10 @@ skipped cells are results too.
   (inferred)" for a cell the OOM frontier skipped), the sweeps, seed,
   cost and the environment.
 - ``tidy``: one row per cell and metric: training figures (evaluator ``train``) and every
-  evaluator's metric rows (value, stderr, n, unit, direction), each with the cell's
-  status, its config flattened to dotted keys (``config.lora.r``) and its environment
-  (``env.torch``, ``env.device_name``, ...).
+  evaluator's metric rows (value, stderr, n, unit, direction, who judged, caveats), keyed by
+  ``cell`` alone. The config and environment are per cell, so they live in the wide table
+  (``config_frame`` gives the dotted ``config.*`` columns) and are joined on ``cell`` when wanted:
+  copying them onto every metric row made metrics.csv 316 MB at 10,000 cells.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from harness.store.layout import inferred, load_sweep, read_manifest
 
 STATUS_LABELS = {"oom": "does not fit", "timeout": "timed out", "crashed": "crashed", "failed": "failed",
                  "skipped": "skipped", "diverged": "diverged", "invalid": "invalid", "unsupported": "unsupported",
-                 "interrupted": "interrupted", "corrupt": "corrupt"}
+                 "interrupted": "interrupted", "corrupt": "corrupt", "running": "running"}
 """How a non-ok status reads in a table cell or a plot label."""
 INFERRED_LABEL = "does not fit (inferred)"
 """The label of a cell the OOM frontier skipped (``harness.sweep.frontier``): status skipped, its error says why."""
@@ -91,19 +92,29 @@ def _wide_row(cell: Dict[str, Any], axes: List[str]) -> Dict[str, Any]:
     return {**row, **wide_columns(row, cell), **environment(cell)}
 
 
-def _tidy_rows(cell: Dict[str, Any], wide: Dict[str, Any]) -> List[Dict[str, Any]]:
+def config_columns(cell: Dict[str, Any]) -> Dict[str, Any]:
+    """The cell's config as flat ``config.<dotted key>`` values (lists and ``eval.judge.*`` left out)."""
     # eval.judge.* names whom the command asked, not who judged (a later `python -m harness.judge` may use another
-    # judge): the judge_* columns say that, from the judge's own result
-    config = {f"config.{k}": v for k, v in flatten(cell.get("config") or {}).items()
-              if not isinstance(v, (list, dict)) and not k.startswith("eval.judge.")}
-    shared = {"cell": wide["cell"], "status": wide["status"], "status_label": wide["status_label"], "sweeps": wide["sweeps"],
-              **config, **environment(cell)}
+    # judge): the metric rows' judge_* columns say that, from the judge's own result
+    return {f"config.{k}": v for k, v in flatten(cell.get("config") or {}).items()
+            if not isinstance(v, (list, dict)) and not k.startswith("eval.judge.")}
+
+
+def config_frame(data: "ReportData") -> pd.DataFrame:
+    """One row per cell of ``data`` (wide order): ``cell`` and its ``config.*`` columns, for cells.csv."""
+    rows = [{"cell": cell.get("cell_id"), **config_columns(cell)} for cell in data.cells]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["cell"])
+
+
+def _tidy_rows(cell: Dict[str, Any], wide: Dict[str, Any]) -> List[Dict[str, Any]]:
+    shared = {"cell": wide["cell"]}
     rows = [{"evaluator": "train", "task": "train", "metric": name, "value": wide.get(name), "stderr": None,
              "n": None, "unit": KNOWN[name].unit, "higher_is_better": KNOWN[name].higher_is_better}
             for name in TRAIN_METRICS if wide.get(name) is not None]
     rows += [{k: metric.get(k) for k in ("evaluator", "task", "metric", "value", "stderr", "n", "unit", "higher_is_better")}
              for metric in cell.get("metrics", [])]
-    return [{**shared, **row, **metric_columns(wide, cell, row)} for row in rows]
+    memo: Dict[Any, Dict[str, Any]] = {}
+    return [{**shared, **row, **metric_columns(wide, cell, row, memo)} for row in rows]
 
 
 def load(sweep_dirs: Iterable[Path]) -> ReportData:
@@ -117,7 +128,7 @@ def load(sweep_dirs: Iterable[Path]) -> ReportData:
     cells, wide_rows = [cells[i] for i in order], [wide_rows[i] for i in order]
     tidy = pd.DataFrame([row for cell, wide in zip(cells, wide_rows) for row in _tidy_rows(cell, wide)])
     if tidy.empty:
-        tidy = pd.DataFrame(columns=["cell", "status", "evaluator", "task", "metric", "value", "stderr", "n", "unit",
+        tidy = pd.DataFrame(columns=["cell", "evaluator", "task", "metric", "value", "stderr", "n", "unit",
                                      "higher_is_better"])
     wide = pd.DataFrame(wide_rows)
     return ReportData(sweeps, cells, wide, tidy, axes)

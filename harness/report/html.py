@@ -1,7 +1,9 @@
-"""The offline HTML report: one self-contained file (tables, plots, environment), no network.
+"""The offline HTML report: one page (tables, plots, environment) that opens from disk, no network.
 
-plotly.js is inlined once, in the page head, when the page has a plot; each figure is a div with
-a fixed id and its own ``Plotly.newPlot`` call. The page names no URL (no CDN, no web font),
+plotly.js (~4.6 MB) is written once per folder as the sibling file ``plotly.min.js`` and loaded
+by the page with a relative ``<script src="plotly.min.js">`` when it has a plot, so a folder of
+reports holds one copy rather than one per page; copy the folder, not the page alone. Each figure
+is a div with a fixed id and its own ``Plotly.newPlot`` call. The page names no URL (no CDN, no web font),
 carries no timestamp, and is byte-identical when rebuilt from the same records. Other rooms'
 output (the claims table) can go first on the page as extra sections; a page of no cells has
 no status or environment tables.
@@ -42,6 +44,7 @@ STATUS_MEANINGS = {
     "unsupported": "this framework / device does not support the recipe",
     "interrupted": "stopped by Ctrl-C (or its sweep parent died) while it ran; the same command trains it again",
     "corrupt": "a file of the cell does not parse (truncated?); the error names it",
+    "running": "still running when the report was written (the error names the holder); report again once it ends",
 }
 """Status label -> what it means, for the page's legend."""
 CAPTIONS = {
@@ -94,12 +97,16 @@ def status_legend(data: ReportData) -> List[Dict[str, Any]]:
             for label in order if label in counts]
 
 
-def problems(data: ReportData) -> List[Dict[str, str]]:
-    """Every non-ok cell with its status label and (shortened) error, so none is missing from the page."""
-    out = []
+MAX_PROBLEMS = 200
+"""Rows of the page's "not ok" table; beyond that the page says how many more (cells.csv has every one)."""
+
+
+def problems(data: ReportData, limit: Optional[int] = None) -> List[Dict[str, str]]:
+    """The non-ok cells (the first ``limit``, all when None) with status label and (shortened) error."""
+    out: List[Dict[str, str]] = []
     for row in _status_rows(data):
         label = label_of(row)
-        if label != "ok":
+        if label != "ok" and (limit is None or len(out) < limit):
             error = _value(row.get("error"))
             out.append({"cell": str(row.get("cell")), "label": label, "error": error[:300] + ("…" if len(error) > 300 else "")})
     return out
@@ -137,6 +144,8 @@ def render(data: ReportData, tables_html: Sequence[Tuple[str, str]], sections: S
              "html": Markup(fig.to_html(full_html=False, include_plotlyjs=False, div_id=pid, config=CONFIG))}
             for pid, (name, fig) in zip(plot_ids(plots), plots)]
     headers, env_rows = environments(data)
+    # a table of thousands of failed cells buries the page (10,000 cells): the first MAX_PROBLEMS, then a count
+    legend, shown = status_legend(data), problems(data, MAX_PROBLEMS)
     sweeps = list(dict.fromkeys(Path(s).name for s in data.sweeps))
     extra = [{"id": ident, "title": name, "html": Markup(html)}
              for ident, (name, html) in zip(section_ids([name for name, _ in sections]), sections)]
@@ -145,28 +154,42 @@ def render(data: ReportData, tables_html: Sequence[Tuple[str, str]], sections: S
         sweeps=sweeps,
         n_cells=len(data.wide),
         axes=data.axes,
-        legend=status_legend(data),
-        problems=problems(data),
+        legend=legend,
+        problems=shown,
+        problems_more=sum(item["count"] for item in legend if item["label"] != "ok") - len(shown),
         sections=extra,
         tables=[{"title": t, "html": Markup(h)} for t, h in tables_html],
         plots=divs,
         env_headers=headers,
         env_rows=env_rows,
-        plotly_js=_plotly_js() if divs else "",
+        plotly_src=PLOTLY_FILE if divs else "",
         footer=footer or "",
     )
 
 
-def _plotly_js() -> Markup:
-    # Imported only for a page that has a plot: a page of claims alone needs no plotly (and stays ~4 MB smaller)
+PLOTLY_FILE = "plotly.min.js"
+"""The sibling file a page with plots loads plotly.js from (relative, so the folder opens offline)."""
+
+
+def write_plotly(folder: Path) -> Path:
+    """Write plotly.js as ``folder``/plotly.min.js unless a file of the same size is there; return its path."""
+    # Imported only for a page that has a plot: a page of claims alone needs no plotly
     from plotly.offline import get_plotlyjs
 
-    return Markup(get_plotlyjs())
+    path = Path(folder) / PLOTLY_FILE
+    text = get_plotlyjs()
+    if not path.is_file() or path.stat().st_size != len(text.encode("utf-8")):
+        write_text_atomic(path, text)
+    return path
 
 
 def write_html(data: ReportData, tables_html: Sequence[Tuple[str, str]], path: Path,
                sections: Sequence[Tuple[str, str]] = (), title: Optional[str] = None,
-               footer: Optional[str] = None) -> None:
-    """Write the self-contained report page to ``path`` (tables_html: (title, trusted <table> HTML) pairs;
-    sections, title, footer: as ``render`` takes them)."""
-    write_text_atomic(Path(path), render(data, tables_html, sections, title, footer))
+               footer: Optional[str] = None) -> List[Path]:
+    """Write the report page to ``path`` and, when it has a plot, plotly.min.js beside it; return the files
+    written (tables_html: (title, trusted <table> HTML) pairs; sections, title, footer: as ``render`` takes them)."""
+    page = render(data, tables_html, sections, title, footer)
+    write_text_atomic(Path(path), page)
+    if f'src="{PLOTLY_FILE}"' in page:
+        return [Path(path), write_plotly(Path(path).parent)]
+    return [Path(path)]

@@ -148,10 +148,13 @@ def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
 
 def _status_trace(rows: List[Dict[str, Any]], label: str, x: List[Any], y: List[float], axes: Sequence[str],
                   **extra: Any) -> go.Scatter:
-    """One labelled marker per non-ok cell of ``label``: drawn at (x, y), never dropped."""
+    """One marker per non-ok cell of ``label`` (text-labelled up to MAX_LABELS): drawn at (x, y), never dropped."""
     symbol, colour = MARKERS.get(label, OTHER_MARKER)
     extra.setdefault("textposition", "top center")
-    return go.Scatter(x=_arr(x), y=_arr(y), mode="markers+text", name=label, text=_arr([label] * len(rows)),
+    # thousands of identical text labels draw one grey smear (10,000 cells): past MAX_LABELS the legend names them
+    labelled = len(rows) <= MAX_LABELS
+    return go.Scatter(x=_arr(x), y=_arr(y), mode="markers+text" if labelled else "markers", name=label,
+                      text=_arr([label] * len(rows)) if labelled else None,
                       textfont=dict(color=colour, size=12), hovertext=_arr([_hover(r, axes) for r in rows]), hoverinfo="text",
                       marker=dict(symbol=symbol, size=13, color=colour, line=dict(width=2, color=colour)), **extra)
 

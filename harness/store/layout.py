@@ -8,12 +8,14 @@
         adapter/  (model/)              trained weights, kept so evaluators can run later
         worker.log  .lock
       <sweep>/manifest.json             the grid of the command that last ran into this folder
+      <sweep>/jobs/<num>.json           each job's own entry and outcome (harness.store.manifest)
       <sweep>/<cell_id> -> ../cells/<cell_id>
       <sweep>/summary.csv  summary.md
 
-A lock per cell (``flock`` on ``.lock``; the kernel drops it when its holder dies, so a
-crash never blocks the next run) makes one process at a time train or evaluate a cell;
-others wait for it or skip it (``run.on_busy``). Light: the parent imports this module.
+A lock per cell (``flock`` on ``.lock``, or a lease file ``.lease`` where the mount makes flock
+node-local: ``run.lock``, harness/store/locks.py) makes one process at a time train or evaluate a cell;
+others wait for it or skip it (``run.on_busy``). A crashed holder's flock is dropped by the kernel at once
+on a local disk, by an NFS server only when the node's lease ends (~90 s); a crashed lease after ``run.lock_ttl_s``. Light: the parent imports this module.
 
     python -m harness.store migrate ROOT    # move cells of the old per-sweep layout into the store
 """
@@ -30,11 +32,20 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from harness.errors import CorruptFileError
-from harness.files import file_lock, load_json, read_json, within, write_json_atomic
+from harness.files import load_json, read_json, within, write_json_atomic
+from harness.store.manifest import (  # noqa: F401 - re-exported: the sweep's bookkeeping moved to its own module
+    CELLS,
+    MANIFEST,
+    REWRITE,
+    finish_run,
+    read_manifest,
+    record_outcome,
+    refresh_links,
+    update_manifest,
+    write_manifest,
+)
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
 
-CELLS = "cells"
-MANIFEST = "manifest.json"
 EVALS = "evals"
 RESULT = "result.json"
 LOCK = ".lock"
@@ -81,14 +92,49 @@ def _holder(lock_file: Path) -> str:
 
 
 @contextmanager
-def cell_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None]) -> Iterator[Optional[int]]:
+def _lease_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None], ttl_s: float) -> Iterator[Optional[int]]:
+    """cell_lock's lease kind: wait polls every LEASE_POLL_S (a lease has no blocking wait)."""
+    from harness.store import locks
+
+    lease = locks.LeaseLock(cell_dir, ttl_s)
+    if not lease.acquire():
+        busy = f"{Path(cell_dir).name} is busy: {locks.holder(cell_dir) or 'another run'} is training or evaluating it"
+        if on_busy == "skip":
+            say(f"{busy}; skipped (run.on_busy=skip)")
+            yield None
+            return
+        say(f"{busy}; waiting for it (run.on_busy=skip skips busy cells)")
+        while not lease.acquire():
+            time.sleep(LEASE_POLL_S)
+    try:
+        yield lease.fd
+    finally:
+        lease.release()
+        if lease.lost:  # this process stalled past the lease (suspended, clock jump): another run may have worked here too
+            say(f"{Path(cell_dir).name}: its lease was broken by another run while this one held it "
+                f"(not renewed within run.lock_ttl_s={ttl_s:g}); check the cell's record")
+
+
+LEASE_POLL_S = 0.5
+"""How often a run waiting on a leased cell (run.lock=lease, run.on_busy=wait) tries again."""
+
+
+@contextmanager
+def cell_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None], kind: str = "flock",
+              ttl_s: float = 60.0) -> Iterator[Optional[int]]:
     """Hold the cell's lock for the block; yields the lock's file descriptor, or None when skipped.
 
     A second process that meets a held lock prints one line naming the holder, then waits
     (``on_busy=wait``) or yields None (``skip``). The descriptor can be handed to the worker
     (``pass_fds``), so the lock outlives a parent killed while its worker still runs.
+    ``kind``: flock, or lease (``harness.store.locks.LeaseLock``, renewed every ``ttl_s / 3`` by this
+    process; the descriptor yielded is the lease file's, so passing it on changes nothing).
     """
     Path(cell_dir).mkdir(parents=True, exist_ok=True)
+    if kind == "lease":
+        with _lease_lock(cell_dir, on_busy, say, ttl_s) as fd:
+            yield fd
+        return
     lock_file = Path(cell_dir) / LOCK
     try:
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666)
@@ -117,73 +163,6 @@ def cell_lock(cell_dir: Path, on_busy: str, say: Callable[[str], None]) -> Itera
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-REWRITE = "rerun the sweep's command to write it again"
-"""What to do about a corrupt manifest (the sweeper rewrites it before any cell runs)."""
-
-
-def read_manifest(sweep_dir: Path) -> Optional[Dict[str, Any]]:
-    """The sweep folder's manifest, or None (an old-layout folder, or not a sweep).
-
-    A manifest that exists but is not a grid (truncated, ``{}``, a job without a cell id) is a one-line
-    ``CorruptFileError`` naming the file, never a KeyError further on.
-    """
-    path = Path(sweep_dir) / MANIFEST
-    try:
-        manifest = load_json(path)
-    except CorruptFileError as exc:
-        raise CorruptFileError(f"{exc}; {REWRITE}") from None
-    if manifest is None:
-        return None
-    jobs = manifest.get("jobs")
-    if not isinstance(jobs, dict) or not all(isinstance(job, dict) and isinstance(job.get("cell_id"), str)
-                                             and str(num).isdigit() for num, job in jobs.items()):
-        raise CorruptFileError(f"{path}: not a sweep manifest (no 'jobs' of numbered cells); {REWRITE}")
-    return manifest
-
-
-def write_manifest(sweep_dir: Path, jobs: Dict[str, Dict[str, Any]]) -> None:
-    """Replace the manifest with this command's grid (job number -> cell id, evals, overrides).
-
-    ``started`` marks the start of this command's run (``update_manifest`` keeps it): the
-    progress line (``harness.store.progress``) counts only what was worked on since.
-    """
-    with file_lock(Path(sweep_dir) / ".manifest.lock"):
-        now = time.time()
-        write_json_atomic(Path(sweep_dir) / MANIFEST, {"version": 1, "started": now, "written": now, "jobs": jobs})
-        refresh_links(sweep_dir, [job["cell_id"] for job in jobs.values()])
-
-
-def update_manifest(sweep_dir: Path, job: str, entry: Dict[str, Any]) -> None:
-    """Set one job's entry (its cell id can change when data is edited during a sweep)."""
-    with file_lock(Path(sweep_dir) / ".manifest.lock"):
-        try:
-            manifest = read_manifest(sweep_dir) or {"version": 1, "jobs": {}}
-        except CorruptFileError:  # the job's own line is all it knows; the sweeper rewrites the whole grid next time
-            manifest = {"version": 1, "jobs": {}}
-        manifest["jobs"][job] = entry
-        manifest["written"] = time.time()
-        write_json_atomic(Path(sweep_dir) / MANIFEST, manifest)
-        refresh_links(sweep_dir, [job["cell_id"] for job in manifest["jobs"].values()])
-
-
-def refresh_links(sweep_dir: Path, cell_ids: List[str]) -> None:
-    """Link each cell of the grid into the sweep folder; drop links to cells no longer in it.
-
-    Links are relative (``../cells/<id>``), so a run root can be moved or mounted elsewhere.
-    Only links are ever removed: a real folder is never touched.
-    """
-    sweep_dir = Path(sweep_dir)
-    wanted = set(cell_ids)
-    for entry in sweep_dir.iterdir():
-        if entry.is_symlink() and entry.name not in wanted:
-            entry.unlink()
-    for cid in wanted:
-        link = sweep_dir / cid
-        if link.is_symlink() or link.exists():
-            continue
-        link.symlink_to(Path("..") / CELLS / cid, target_is_directory=True)
 
 
 def old_layout_cells(sweep_dir: Path) -> List[Path]:
@@ -252,6 +231,9 @@ def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = No
     except CorruptFileError as exc:  # the cell ran (a record was written) but it cannot be read: never "not run"
         return new_record(cell_id or Path(cell_dir).name, "corrupt", {}, error=f"{exc}; {RERUN}", evals=dict(evals))
     if record is None:
+        busy = _live_holder(cell_dir)
+        if busy is not None:  # a sweep that has not ended: training now (no record until it ends)
+            return new_record(cell_id or Path(cell_dir).name, "running", {}, error=f"running: {busy}")
         return new_record(cell_id or Path(cell_dir).name, "skipped", {}, error="not run: no record yet")
     view = dict(record)
     facts: Dict[str, Any] = {}
@@ -264,8 +246,19 @@ def cell_view(cell_dir: Path, evals: Dict[str, str], cell_id: Optional[str] = No
     view["evals"] = dict(evals)
     if record.get("status") == "ok" and problems:
         status, _, error = problems[0].partition(": ")
-        view["status"], view["error"] = status, error
+        busy = _live_holder(cell_dir) if status == "skipped" else None
+        view["status"], view["error"] = ("running", f"running: {busy}") if busy else (status, error)
     return view
+
+
+def _live_holder(cell_dir: Path) -> Optional[str]:
+    """Who holds the cell's lock now (``harness.store.locks.holder``), None when free (or unreadable)."""
+    try:
+        from harness.store.locks import holder
+
+        return holder(Path(cell_dir))
+    except (ImportError, OSError):
+        return None
 
 
 def requested(job: Dict[str, Any]) -> Dict[str, str]:

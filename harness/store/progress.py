@@ -10,8 +10,8 @@ Two parts here, both light (no torch; the parent imports this module), and the d
   but not fsynced: the file only reports, and an fsync would cost the training it measures.
   ``finish`` is the parent's last word once the worker is gone (also after a crash): phase
   ``done`` and the cell's wall time as the parent saw it.
-- ``sweep_progress`` -- pure reading: from a sweep folder's manifest and
-  its cells' ``cell.json``, ``record.json``, evaluation results and ``progress.json``, the
+- ``sweep_progress`` -- pure reading: from a sweep folder's manifest, its jobs' own files
+  (``jobs/<num>.json``: a frontier skip), and its cells' ``cell.json``, ``record.json``, evaluation results and ``progress.json``, the
   counts (done ok / failed / running / left), the running cell's phase, step and loss, and an
   ETA (median wall time of the cells finished in this run x cells left). Nothing here relies on
   the parent's memory, so any launcher -- or another terminal -- can draw the same line.
@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from harness.files import read_json, write_json_atomic
 from harness.store import layout
+from harness.store.manifest import jobs_dir
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME
 
 PROGRESS_NAME = "progress.json"
@@ -156,7 +157,10 @@ class CachedFiles(Files):
             return hit[1]
         data = read_json(path)
         if data is not None:
+            entry = data.get("entry")
             data = {k: v for k, v in data.items() if k == "jobs" or not isinstance(v, (dict, list))}
+            if isinstance(entry, dict):  # a job file (harness.store.manifest): its cell and whether the frontier skipped it
+                data["entry"] = {"cell_id": entry.get("cell_id"), layout.MARK: bool(entry.get(layout.MARK))}
         self._cache[path] = (key, data)
         return data
 
@@ -215,6 +219,26 @@ def _number(value: Any) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _job_entries(sweep_dir: Path, token: Any, files: Files) -> Dict[str, Dict[str, Any]]:
+    """num -> {cell_id, frontier} of the job files of run ``token`` (one listing of ``jobs/``; with ``CachedFiles``
+    a file is parsed again only when it changed). A job file of another run, or a bad one, counts as absent."""
+    if not token:
+        return {}
+    folder = jobs_dir(sweep_dir)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return {}
+    found: Dict[str, Dict[str, Any]] = {}
+    for name in names:
+        stem, _, ext = name.partition(".")
+        data = files.json(folder / name) if ext == "json" and stem.isdigit() else None
+        entry = (data or {}).get("entry")
+        if data and data.get("run") == token and isinstance(entry, dict) and isinstance(entry.get("cell_id"), str):
+            found[str(int(stem))] = {"cell_id": entry["cell_id"], layout.MARK: bool(entry.get(layout.MARK))}
+    return found
+
+
 def sweep_progress(sweep_dir: Path, *, now: Optional[float] = None, files: Optional[Files] = None) -> Optional[SweepProgress]:
     """Where the run of ``sweep_dir`` stands, from its files alone; None when it has no manifest."""
     files = files or Files()
@@ -226,9 +250,11 @@ def sweep_progress(sweep_dir: Path, *, now: Optional[float] = None, files: Optio
     since = _number(manifest.get("started", manifest.get("written"))) or 0.0
     cells: Dict[str, Dict[str, str]] = {}
     inferred = set()  # skipped by the OOM frontier in this run (harness.sweep.frontier): finished, not ok
-    for _, job in sorted((manifest.get("jobs") or {}).items(), key=lambda item: int(item[0])):
+    own = _job_entries(sweep_dir, manifest.get("run"), files)
+    for num, job in sorted((manifest.get("jobs") or {}).items(), key=lambda item: int(item[0])):
+        job = {**job, **own.get(str(num), {})}
         cells.setdefault(job["cell_id"], job.get("evals") or {})
-        if job.get("frontier"):
+        if job.get(layout.MARK):
             inferred.add(job["cell_id"])
     out = SweepProgress(total=len(cells))
     for cid, evals in cells.items():

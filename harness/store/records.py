@@ -18,7 +18,7 @@ from harness.files import read_json
 RECORD_NAME = "record.json"
 CELL_SPEC_NAME = "cell.json"
 STATUSES = ("ok", "failed", "oom", "timeout", "crashed", "diverged", "invalid", "skipped", "unsupported",
-            "interrupted", "corrupt")
+            "interrupted", "corrupt", "running")
 """ok: trained (and, for an evaluator result, scored) with finite numbers. failed: an exception
 (traceback kept). oom: out of device or host memory (an allocator error, or the kernel's OOM
 killer seen in the cgroup's counter). timeout: killed at run.timeout_s. crashed: the worker
@@ -28,7 +28,9 @@ before any work. skipped: not run this time (another process held the cell with
 run.on_busy=skip, or a launcher decided so). unsupported: the framework cannot run this
 combination (a method, quantization or device it lacks); a result, not an error. interrupted: stopped by
 Ctrl-C (or a launcher's stop) while it ran; the next run trains it again. corrupt: a file of the cell
-(record.json, an evaluation's result.json) exists but does not parse -- shown by readers, never written."""
+(record.json, an evaluation's result.json) exists but does not parse -- shown by readers, never written. running:
+no record yet (or an evaluation missing) while a live process holds the cell's lock -- shown by readers of a sweep
+that has not ended (harness.report, harness.judge, a rerun), never written."""
 
 
 def new_record(cell_id: str, status: str, config: Dict[str, Any], **fields: Any) -> Dict[str, Any]:

@@ -102,6 +102,10 @@ def finish(sweep_dir: Path, judge: bool = True, blocks: Any = None) -> None:
             print(f"note: {note}")
     bad = STATE.not_ok
     verdict = f"{len(rows) - bad}/{len(rows)} cells ok" + (f", {bad} not ok (see the error column)" if bad else "")
+    from harness.store.partial import partial_line
+
+    partial = partial_line(rows)  # a sweep read before it ended (harness.judge, harness.sweep.finish, a busy rerun)
+    verdict += f"\n{partial}" if partial else ""
     print(f"\n{verdict}\nsummary: {sweep_dir / 'summary.csv'}  and  {sweep_dir / 'summary.md'}", flush=True)
     if rows:
         write_report(Path(sweep_dir), blocks)
@@ -142,8 +146,17 @@ class SummaryCallback(Callback):
             pass
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended."""
+        """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended (under run.finish=slurm, the finish job
+        does it: nothing here), and mark the sweep's run finished (harness.store.manifest: never joined again)."""
+        if STATE.deferred is not None:
+            return
         finish(Path(config.hydra.sweep.dir), blocks=config)
+        from harness.store.layout import finish_run
+
+        try:
+            finish_run(Path(config.hydra.sweep.dir))
+        except OSError:  # a full disk: the next identical grid may join this ended run; its cells are reused anyway
+            pass
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise ``hydra.run.dir`` after a single run (nothing when its config was rejected)."""

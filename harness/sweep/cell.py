@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from harness.files import read_json, write_json_atomic
-from harness.store import layout, progress
+from harness.store import layout, locks, progress
 from harness.store.identity import cell_id, cell_identity, eval_keys
 from harness.store.launch import SPAWN_TIME_ENV, WORKER_ENV
 from harness.store.records import CELL_SPEC_NAME, RECORD_NAME, new_record
@@ -279,7 +279,9 @@ def run_cell(
     ``sweep_dir``: the sweep this cell belongs to, whose progress line is drawn while the
     worker runs (``harness.store.progress``); none without it.
     """
-    with layout.cell_lock(plan.cell_dir, on_busy, say) as lock_fd:
+    run = plan.config.get("run") or {}
+    kind = locks.choose(plan.cell_dir.parent.parent, str(run.get("lock") or "auto"))  # run.root: <root>/cells/<id>
+    with layout.cell_lock(plan.cell_dir, on_busy, say, kind=kind, ttl_s=float(run.get("lock_ttl_s") or 60.0)) as lock_fd:
         if lock_fd is None:
             view = layout.cell_view(plan.cell_dir, plan.evals, plan.cell_id)
             return {**view, "status": "skipped", "error": "busy: another run holds this cell (run.on_busy=skip)"}, "busy"

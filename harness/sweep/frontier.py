@@ -12,11 +12,13 @@ A cell B is skipped, naming the cell A, when in this run of the sweep:
 
 ``run.oom_frontier=false`` turns it off (grid order, nothing skipped). The order is decided
 by the sweeper (``order``); the check runs in each job before its cell (``inferred_skip``)
-against the outcomes the jobs of this run wrote into the sweep's manifest (``"ended"``). A
-skip is written into the skipped job's manifest entry (``"frontier"``), never into the cell
-store, and ``harness.store.layout.load_sweep`` shows it (``skipped_view``). The sweeper writes a
-fresh manifest at every run, so a rerun checks every skip again (a rerun with a bigger
-``run.memory_cap_gib`` is a new set of cells and runs them). Light: no torch.
+against the outcomes the jobs of this run wrote into their own job files (``"ended"``; the oom ones
+are indexed under ``<sweep>/jobs/oom/``, so a job reads only those, never the whole grid:
+``harness.store.manifest``). A skip is written into the skipped job's own entry (``"frontier"``),
+never into the cell store, and ``harness.store.layout.load_sweep`` shows it (``skipped_view``).
+Every new run of the sweeper gets a fresh run token and ignores the job files of earlier runs, so
+a rerun checks every skip again (a rerun with a bigger ``run.memory_cap_gib`` is a new set of
+cells and runs them). Light: no torch.
 """
 
 from __future__ import annotations
@@ -27,16 +29,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from harness.files import read_json
 from harness.store.launch import shared_gpu
+from harness.store.manifest import ENDED, oom_jobs
 from harness.store.records import RECORD_NAME
 
 SHAPE_KEYS = (("train", "batch_size"), ("train", "max_seq_len"), ("lora", "r"))
 """The keys that may differ between a cell that ran out of memory and the cells it rules out."""
 INFERRED = "does not fit (inferred from {cell})"
 """How a skipped cell's error starts (the report draws such cells as "does not fit (inferred)")."""
-
-
-ENDED = "ended"
-"""Manifest key of a job's status once its cell ended in this run."""
 
 
 def _dotted(path: Tuple[str, str]) -> str:
@@ -103,21 +102,32 @@ def _stored(cell_dir: Path) -> Optional[Dict[str, Any]]:
     return read_json(Path(cell_dir) / RECORD_NAME)
 
 
-def inferred_skip(manifest: Optional[Dict[str, Any]], num: str, plan: Any) -> Optional[Dict[str, Any]]:
+def _ended_oom(manifest: Any) -> List[Tuple[str, str]]:
+    """(num, cell id) of this run's jobs that ended oom, in job order: from a sweep folder's oom index
+    (``harness.store.manifest.oom_jobs``, what a job reads) or from a merged manifest (``read_manifest``)."""
+    if isinstance(manifest, (str, Path)):
+        found = oom_jobs(Path(manifest))
+    else:
+        found = {num: job.get("cell_id") for num, job in ((manifest or {}).get("jobs") or {}).items()
+                 if job.get(ENDED) == "oom"}
+    return sorted(((num, cid) for num, cid in found.items() if isinstance(cid, str)), key=lambda item: int(item[0]))
+
+
+def inferred_skip(manifest: Any, num: str, plan: Any) -> Optional[Dict[str, Any]]:
     """The frontier mark for job ``num`` (cell ``plan``) when a cell of this run that it dominates ended oom; else None.
 
-    ``manifest`` is the sweep's manifest as it stands (each ended job carries ``"ended"``). A
-    cell stored ok is never skipped: it was measured to fit (with ``run.force`` it trains
-    again). The mark names the cell that ran out and why.
+    ``manifest``: the sweep folder (a job reads only the oom index of this run: O(ooms), not O(grid)), or the
+    merged manifest (``read_manifest``; each ended job carries ``"ended"``). A cell stored ok is never skipped:
+    it was measured to fit (with ``run.force`` it trains again). The mark names the cell that ran out and why.
     """
     stored = _stored(plan.cell_dir)
     if stored is not None and stored.get("status") == "ok":
         return None
     large = {"config": plan.config, "identity": plan.identity}
-    for other, job in sorted(((manifest or {}).get("jobs") or {}).items(), key=lambda item: int(item[0])):
-        if other == str(num) or job.get(ENDED) != "oom" or job.get("cell_id") == plan.cell_id:
+    for other, cell_id in _ended_oom(manifest):
+        if other == str(num) or cell_id == plan.cell_id:
             continue
-        record = _stored(Path(plan.cell_dir).parent / job["cell_id"])
+        record = _stored(Path(plan.cell_dir).parent / cell_id)
         if not record or record.get("status") != "oom" or not record.get("identity"):
             continue
         if shared_gpu(record):  # it shared its GPU: its out-of-memory says nothing about one cell alone
@@ -127,7 +137,7 @@ def inferred_skip(manifest: Optional[Dict[str, Any]], num: str, plan: Any) -> Op
             continue
         reason = (record.get("oom") or {}).get("reason")
         cause = f" ({reason})" if reason else ""
-        error = (f"{INFERRED.format(cell=job['cell_id'])}: that cell ran out of memory{cause} on the same device "
+        error = (f"{INFERRED.format(cell=cell_id)}: that cell ran out of memory{cause} on the same device "
                  f"and memory cap; this one {why}")
-        return {"inferred_from": job["cell_id"], "error": error, "config": plan.config}
+        return {"inferred_from": cell_id, "error": error, "config": plan.config}
     return None

@@ -8,6 +8,7 @@ becomes a recorded status instead.
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,9 @@ class SweepState:
     """The sweep folder of the running command, once known (Ctrl-C summarises it)."""
     unwritten: int = 0
     """Outputs (a record, the manifest, the summary, the report) that could not be written, each said in one line."""
+    deferred: Optional[str] = None
+    """run.finish=slurm: the SLURM id of the job that finishes the sweep ("none" when it could not be submitted);
+    the parent's end-of-sweep callback then writes nothing (harness.sweep.slurm_finish)."""
 
     def exit_code(self) -> int:
         """2 for a rejected config, 1 when any cell did not end ok or an output could not be written, else 0."""
@@ -42,6 +46,27 @@ def cannot_write(exc: OSError, fallback: str) -> str:
 
 
 STATE = SweepState()
+NUM_KEY = "HARNESS_JOB"
+"""The manifest number the sweeper gives a launched job (``hydra.job.env_set``; hydra_plugins/harness_sweeper)."""
+
+
+def outcome(job: "Job", fields: Dict[str, Any]) -> None:
+    """Record this job's own outcome in the sweep (its file under ``jobs/``): status, cell, host, pid, SLURM job,
+    times. Best effort: a store without per-job files, or a full disk, loses only this line, never the cell."""
+    import os
+    import socket
+
+    try:
+        from harness.store.layout import record_outcome
+    except ImportError:  # the store before per-job files: the manifest entry has no outcome
+        return
+    slurm = os.environ.get("SLURM_ARRAY_JOB_ID")
+    slurm = f"{slurm}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if slurm else os.environ.get("SLURM_JOB_ID")
+    base = {"host": socket.gethostname(), "pid": os.getpid(), **({"slurm_job_id": slurm} if slurm else {})}
+    try:
+        record_outcome(job.sweep_dir, job.num, {**base, **fields})
+    except OSError:
+        pass
 
 
 @dataclass
@@ -62,7 +87,9 @@ def _job() -> Job:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        return Job(Path(hydra_cfg.sweep.dir), str(hydra_cfg.job.num), overrides, True)
+        # the sweeper launches only missing work, each job under its manifest number (Hydra's counts launches)
+        num = (hydra_cfg.job.get("env_set") or {}).get(NUM_KEY)
+        return Job(Path(hydra_cfg.sweep.dir), str(num if num is not None else hydra_cfg.job.num), overrides, True)
     return Job(Path(hydra_cfg.run.dir), "0", overrides, False)
 
 
@@ -103,10 +130,10 @@ def _describe(record: Dict[str, Any]) -> str:
 def _inferred_oom(job: Job, plan: Any, entry: Dict[str, Any]) -> bool:
     """Skip the cell when a cell of this run that it needs no less memory than ran out of it (harness.sweep.frontier):
     the skip goes into the sweep's manifest, never into the cell store; True when skipped."""
-    from harness.store.layout import MARK, read_manifest, update_manifest
+    from harness.store.layout import MARK, update_manifest
     from harness.sweep.frontier import inferred_skip
 
-    mark = inferred_skip(read_manifest(job.sweep_dir), job.num, plan)
+    mark = inferred_skip(job.sweep_dir, job.num, plan)  # this run's oom index only, never the whole grid
     if mark is None:
         return False
     update_manifest(job.sweep_dir, job.num, {**entry, MARK: mark})
@@ -158,9 +185,13 @@ def task(cfg: DictConfig) -> None:
         entry = manifest_entry(plan, job.overrides)
         # a multirun's sweeper wrote the whole grid; a job only corrects its own line (data edited meanwhile)
         update_manifest(job.sweep_dir, job.num, entry) if job.multirun else write_manifest(job.sweep_dir, {job.num: entry})
+        started = time.time()
+        if job.multirun:
+            outcome(job, {"status": "running", "cell_id": plan.cell_id, "started": started})
         frontier = job.multirun and typed.run.oom_frontier
         if frontier and _inferred_oom(job, plan, entry):
             STATE.not_ok += 1
+            outcome(job, {"status": "skipped", "cell_id": plan.cell_id, "started": started, "ended": time.time()})
             return
         say = lambda line: print(f"{label} {line}", flush=True)  # noqa: E731
         record, note = run_cell(
@@ -173,6 +204,8 @@ def task(cfg: DictConfig) -> None:
         print(f"{label} {plan.cell_id}: {record['status']}  {note}  {_describe(record)}".rstrip(), flush=True)
         if record["status"] != "ok":
             STATE.not_ok += 1
+        if job.multirun:
+            outcome(job, {"status": record["status"], "cell_id": plan.cell_id, "started": started, "ended": time.time()})
         if frontier:  # what the OOM frontier of the jobs still to come reads (harness.sweep.frontier)
             from harness.sweep.frontier import ENDED
 

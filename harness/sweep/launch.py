@@ -4,10 +4,14 @@ Light (no torch, no launcher imports): ``spawn_worker`` calls ``placement`` in t
 that runs a cell -- the parent's process under the basic launcher, a joblib (loky) worker, a
 submitit job, a Ray task -- to decide what the cell's worker process gets in its environment:
 
-- **cells at once** on this machine, from the launcher's own config (``hydra.launcher``):
-  basic 1; joblib ``n_jobs`` (-1 = every core, as joblib counts) capped at the grid's size;
-  submitit_local the whole grid (its local executor starts every job at once); submitit_slurm
-  1 (each job is its own SLURM allocation); ray the cluster's CPUs / ``ray.remote.num_cpus``.
+- **cells at once** on this machine, from the launcher's own config (``hydra.launcher``), capped at the
+  jobs the sweeper launched (cells stored ok are reused without a job) and at ``run.cells_at_once``
+  (``machine_cap``: the setting, else what fits this machine): basic 1; joblib ``n_jobs`` (-1 = every
+  core, as joblib counts); submitit_local the cap (its local executor starts every job of an array at
+  once, so the sweeper hands it the jobs in batches of the cap); submitit_slurm 1 (each job is its own
+  SLURM allocation, never capped); ray the cluster's CPUs / ``ray.remote.num_cpus`` (Ray schedules, uncapped).
+  The sweeper passes the cap and the launched count to the jobs as ``HARNESS_CELLS_AT_ONCE`` /
+  ``HARNESS_LAUNCHED``, so every job of one sweep reads the same numbers.
 - **threads per cell** when more than one cell runs at once: ``run.threads_per_cell``, else
   ``cores // cells at once`` (at least 1; Ray: the task's ``num_cpus``), set as
   ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` (torch's intra-op threads
@@ -73,17 +77,64 @@ class Launcher:
     """Threads per cell the launcher already reserved (Ray's num_cpus); None: cores // at_once."""
 
 
-def _name(target: str) -> str:
+def launcher_name(target: str) -> str:
+    """basic, joblib, submitit_local, submitit_slurm, ray for a launcher's ``_target_`` (else its class name)."""
     cls = target.rsplit(".", 1)[-1]
     return {"BasicLauncher": "basic", "JoblibLauncher": "joblib", "LocalLauncher": "submitit_local",
             "SlurmLauncher": "submitit_slurm", "RayLauncher": "ray"}.get(cls, cls or "unknown")
 
 
+CAP_ENV = "HARNESS_CELLS_AT_ONCE"
+LAUNCHED_ENV = "HARNESS_LAUNCHED"
+CELL_GIB = 1.0
+"""Host memory a cell is assumed to take when ``run.cells_at_once`` is null: ~1 GiB, a tiny CPU cell's worker
+(measured ~750 MB peak RSS); larger models need the setting (or a GPU count, which caps them anyway)."""
+
+
+def available_gib(meminfo: str = "/proc/meminfo") -> Optional[float]:
+    """MemAvailable in GiB (None when unknown: not Linux)."""
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gpu_count(environ: Mapping[str, str]) -> int:
+    """GPUs this machine offers cells, cheaply (CUDA_VISIBLE_DEVICES, else /proc/driver/nvidia; no nvidia-smi)."""
+    listed = parse_visible(environ.get("CUDA_VISIBLE_DEVICES"))
+    if listed is not None:
+        return len(listed)
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def machine_cap(run: Mapping[str, Any], ncores: int, environ: Mapping[str, str] = os.environ,
+                mem_gib: Optional[float] = None, gpus: Optional[int] = None) -> int:
+    """Cells that may run at once on this machine: ``run.cells_at_once`` when set, else min(cores, available memory /
+    ``CELL_GIB``) and, on a machine with GPUs, at most GPUs x ``run.cells_per_gpu``; at least 1."""
+    given = int_value(run.get("cells_at_once"))
+    if given is not None:
+        return max(1, given)
+    mem = available_gib() if mem_gib is None else mem_gib
+    cap = min(ncores, int(mem // CELL_GIB)) if mem is not None else ncores
+    count = _gpu_count(environ) if gpus is None else gpus
+    if count:
+        cap = min(cap, count * max(1, int_value(run.get("cells_per_gpu")) or 1))
+    return max(1, cap)
+
+
 def launcher_of(node: Mapping[str, Any], n_cells: int, ncores: int,
-                ray_cpus: Optional[Callable[[], Optional[float]]] = None) -> Launcher:
-    """The launcher a ``hydra.launcher`` node describes, for a grid of ``n_cells`` on ``ncores`` CPUs."""
-    n_cells = max(1, n_cells)
-    name = _name(str(node.get("_target_") or ""))
+                ray_cpus: Optional[Callable[[], Optional[float]]] = None, cap: Optional[int] = None) -> Launcher:
+    """The launcher a ``hydra.launcher`` node describes, for ``n_cells`` launched jobs on ``ncores`` CPUs, at most
+    ``cap`` at once on this machine (``machine_cap``; None: no cap) except under SLURM and Ray."""
+    jobs = max(1, n_cells)  # Ray's own scheduling and SLURM's are left uncapped
+    n_cells = jobs if cap is None else min(jobs, max(1, cap))
+    name = launcher_name(str(node.get("_target_") or ""))
     if name == "joblib":
         n_jobs = int_value(node.get("n_jobs"))
         if n_jobs is None or n_jobs == 0:
@@ -93,7 +144,7 @@ def launcher_of(node: Mapping[str, Any], n_cells: int, ncores: int,
         else:
             slots = n_jobs
         return Launcher(name, min(slots, n_cells), {"n_jobs": node.get("n_jobs")})
-    if name == "submitit_local":  # submitit's local executor starts every job of the array at once
+    if name == "submitit_local":  # every job of a batch at once; the sweeper's batches are at most the cap
         return Launcher(name, n_cells, {"cpus_per_task": node.get("cpus_per_task"), "gpus_per_node": node.get("gpus_per_node")})
     if name == "submitit_slurm":  # every job its own allocation: one cell per allocation
         keys = ("array_parallelism", "cpus_per_task", "gpus_per_task", "gpus_per_node", "nodes")
@@ -103,8 +154,8 @@ def launcher_of(node: Mapping[str, Any], n_cells: int, ncores: int,
         remote = (node.get("ray") or {}).get("remote") or {}
         per_task = float(remote.get("num_cpus") or 1)
         total = ray_cpus() if ray_cpus is not None else None
-        slots = int(total // per_task) if total else n_cells
-        return Launcher(name, max(1, min(slots, n_cells)), {"num_cpus": remote.get("num_cpus"), "num_gpus": remote.get("num_gpus"),
+        slots = int(total // per_task) if total else jobs
+        return Launcher(name, max(1, min(slots, jobs)), {"num_cpus": remote.get("num_cpus"), "num_gpus": remote.get("num_gpus"),
                                                             "cluster_cpus": total}, threads=max(1, int(per_task)))
     return Launcher(name, 1)
 
@@ -121,8 +172,9 @@ def _ray_cpus() -> Optional[float]:
         return None
 
 
-def current_launcher(ncores: int) -> Launcher:
-    """The launcher of the running Hydra job (basic when there is no Hydra job, e.g. ``harness.evaluate``)."""
+def current_launcher(ncores: int, run: Optional[Mapping[str, Any]] = None) -> Launcher:
+    """The launcher of the running Hydra job (basic when there is no Hydra job, e.g. ``harness.evaluate``); the cap
+    and the launched count as the sweeper set them (``CAP_ENV``, ``LAUNCHED_ENV``), else from ``run`` and the grid."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -132,10 +184,13 @@ def current_launcher(ncores: int) -> Launcher:
             return Launcher("basic", 1)
         hydra_cfg = HydraConfig.get()
         node = OmegaConf.to_container(hydra_cfg.launcher, resolve=False) if "launcher" in hydra_cfg else {}
-        n_cells = _grid_size(Path(str(hydra_cfg.sweep.dir))) if hydra_cfg.mode == RunMode.MULTIRUN else 1
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        launched = int_value(os.environ.get(LAUNCHED_ENV))
+        n_cells = (launched or _grid_size(Path(str(hydra_cfg.sweep.dir)))) if multirun else 1
+        cap = int_value(os.environ.get(CAP_ENV)) or machine_cap(run or {}, ncores)
     except Exception:  # noqa: BLE001 - placement must never fail a cell: assume one at a time
         return Launcher("basic", 1)
-    return launcher_of(node or {}, n_cells, ncores, _ray_cpus)
+    return launcher_of(node or {}, n_cells, ncores, _ray_cpus, cap=cap)
 
 
 def _grid_size(sweep_dir: Path) -> int:
@@ -327,7 +382,7 @@ def placement(cell_dir: Path, say: Callable[[str], None] = print, *, environ: Op
     run = config.get("run") or {}
     device = str((spec.get("identity") or {}).get("device") or run.get("device") or "cpu")
     ncores = cores()
-    launcher = launcher or current_launcher(ncores)
+    launcher = launcher or current_launcher(ncores, run)
     if launcher.name == "submitit_slurm":  # the preset's ${harness_slurm:...} values, as they resolved for this cell
         shape = allocation(config.get("dist") or {})
         launcher.settings.update({k: v for k, v in shape.items() if launcher.settings.get(k) is None and v is not None})

@@ -15,17 +15,32 @@ parent does not stop: it is reparented to init and goes on training its cells, u
 Polling rather than PR_SET_PDEATHSIG on the launcher's process: that signal follows the *thread* that forked
 the process, and loky forks its workers from a manager thread that may end while the sweep goes on. On
 another host (SLURM, a Ray cluster) the sweep parent cannot be watched this way, and nothing is started.
+
+The guards stop the processes that run jobs, not the launcher's own helpers: loky's resource tracker, and a
+local Ray instance's gcs_server, raylet, dashboard and runtime-env agents (measured: after ``kill -9`` of the
+parent Ray's ``DashboardAgent`` and its sibling agent outlived it by more than 5 s). So ``export`` also starts a
+``watchdog`` process: when the sweep parent ends without saying so (``kill -9``, a signal, an OOM kill; an
+orderly interpreter exit writes ``done`` to its pipe first), it waits for the guards (``POLL_S + GRACE_S``) and
+then SIGKILLs every process on this host whose *initial* environment holds this sweep's ``SWEEP_ENV`` value --
+only what this sweep started. A Ray cluster given by address (or started with ``ray start``) never has it, and is
+left alone; warm templates drop the harness's variables (``harness.store.warm.template_env``) and outlive a sweep
+as designed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Set, Tuple
+from pathlib import Path
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 SWEEP_ENV = "HARNESS_SWEEP_PARENT"
 """``host:pid:start_ticks`` of the sweep parent, set by ``export`` and inherited by the launcher's processes."""
@@ -39,6 +54,7 @@ GONE: Optional[int] = None
 _RUNNING: Set[Any] = set()
 _LOCK = threading.Lock()
 _WATCHING: Optional[threading.Thread] = None
+_WATCHDOG: Optional[subprocess.Popen] = None
 
 
 def start_ticks(pid: int) -> Optional[Tuple[str, int]]:
@@ -56,10 +72,82 @@ def start_ticks(pid: int) -> Optional[Tuple[str, int]]:
 
 
 def export(environ: Any = None) -> None:
-    """Mark this process as the sweep parent in ``environ`` (default ``os.environ``), before any launcher starts."""
+    """Mark this process as the sweep parent in ``environ`` (default ``os.environ``), before any launcher starts;
+    for ``os.environ`` also start this process's ``watchdog`` (once)."""
     environ = os.environ if environ is None else environ
     me = start_ticks(os.getpid())
     environ[SWEEP_ENV] = f"{socket.gethostname()}:{os.getpid()}:{me[1] if me else 0}"
+    if environ is os.environ and me is not None:
+        start_watchdog(environ[SWEEP_ENV])
+
+
+def start_watchdog(value: str) -> None:
+    """Start (once per process) the ``watchdog`` of this sweep parent, marked ``value``; an orderly exit of this
+    interpreter tells it ``done`` first, so it stops nothing then."""
+    global _WATCHDOG
+    if _WATCHDOG is not None or not Path("/proc/self/environ").exists():
+        return
+    read_end, write_end = os.pipe()  # not inheritable: only the watchdog and this process hold it
+    try:
+        _WATCHDOG = subprocess.Popen([sys.executable, "-m", "harness.sweep.orphans", value], stdin=read_end,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:  # the guards still stop the jobs; only the launchers' helpers may then outlive a kill -9
+        print(f"warning: no sweep watchdog ({exc}): a kill -9 of this process may leave Ray's agents behind",
+              file=sys.stderr)
+        os.close(write_end)
+        return
+    finally:
+        os.close(read_end)
+    done = os.fdopen(write_end, "w")
+
+    def _done() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            done.write("done\n")
+            done.close()
+
+    atexit.register(_done)
+
+
+def of_sweep(value: str) -> List[int]:
+    """Pids of this host's processes (this one aside) whose initial environment marks them as the sweep ``value``'s."""
+    needle = f"{SWEEP_ENV}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def watchdog(value: str, stdin: int = 0) -> int:
+    """Wait for the sweep parent ``value`` to end; when it ends without ``done`` on ``stdin``, give the launchers'
+    guards ``POLL_S + GRACE_S`` to stop their cells, then SIGKILL whatever of the sweep is left. The exit code."""
+    _, _, rest = value.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if not pid.isdigit():
+        return 2
+    said = b""
+    while alive(int(pid), int(ticks) if ticks.isdigit() else 0):
+        ready, _, _ = select.select([stdin], [], [], POLL_S)
+        if ready:
+            chunk = os.read(stdin, 64)
+            said += chunk
+            if b"done" in said:
+                return 0
+            if not chunk:  # the pipe closed without "done": the parent died
+                break
+    time.sleep(POLL_S + GRACE_S + 0.5)  # the guards SIGTERM their cells and give them GRACE_S first
+    for _ in range(3):  # a daemon may start a process while the first pass runs
+        for left in of_sweep(value):
+            with contextlib.suppress(OSError):
+                os.kill(left, signal.SIGKILL)
+        time.sleep(0.2)
+    return 1
 
 
 def parent_of_sweep(environ: Any = None) -> Optional[Tuple[int, int]]:
@@ -125,3 +213,7 @@ def guard(environ: Any = None, exit_now: Callable[[int], None] = os._exit) -> bo
             _WATCHING = threading.Thread(target=_watch, args=(*target, exit_now), name="harness-sweep-parent", daemon=True)
             _WATCHING.start()
     return True
+
+
+if __name__ == "__main__":
+    sys.exit(watchdog(sys.argv[1]))

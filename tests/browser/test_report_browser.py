@@ -50,6 +50,7 @@ def test_report_renders_without_console_errors(driver, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     write_html(synthetic_data(tmp_path / "sweep-a"), [("peak memory (MiB)", "<table><tr><th>r</th><td class='best'>1</td></tr></table>")],
                page)
+    assert (tmp_path / "plotly.min.js").is_file()  # the plots below draw only if the sibling plotly.js loads
     driver.get(page.as_uri())
     plots = driver.find_elements(By.CSS_SELECTOR, "div.plotly-graph-div")
     assert len(plots) == 6

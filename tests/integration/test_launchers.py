@@ -7,7 +7,6 @@ run in other processes; Ray (a local instance started here) is in the slow tier.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -95,7 +94,7 @@ def test_joblib_two_at_once_gives_the_sequential_records(sequential, harness_env
     assert "ran up to 2 at once (joblib" in (sweep / "summary.md").read_text()
     # resume: the same command again reuses both cells, still through joblib
     again = run_harness([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], harness_env, tmp_path)
-    assert again.returncode == 0 and again.stdout.count("reused stored cell") == 2, again.stdout + again.stderr
+    assert again.returncode == 0 and again.stdout.count("reused (stored ok, no job started)") == 2, again.stdout + again.stderr
 
 
 @needs_joblib
@@ -161,63 +160,140 @@ def test_ray_local_instance_runs_two_cells(sequential, harness_env, tmp_path):
         assert launch["launcher"] == "ray" and launch["cells_at_once"] == 2 and launch["threads_per_cell"] == 1
 
 
-def _tagged(tag: str) -> list:
-    """Pids of live processes whose environment holds ``tag`` (every process a sweep started inherits it)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if tag.encode() in environ and state != "Z":
-            found.append(int(entry.name))
-    return found
+# kill -9 of the sweep parent under joblib and Ray local: tests/integration/test_orphans.py
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return b""
+# ---- only missing work is launched (harness.sweep.reuse) ------------------------------------------------------------
+
+def _copy_store(sweep: Path, dest: Path) -> Path:
+    """A copy of a finished sweep's run root (cells and links), without the jobs' .hydra folders."""
+    import shutil
+
+    shutil.copytree(sweep.parent, dest, symlinks=True)
+    shutil.rmtree(dest / sweep.name / ".hydra-jobs", ignore_errors=True)
+    return dest / sweep.name
 
 
-@needs_joblib
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
-def test_kill_9_of_the_sweep_parent_under_joblib_leaves_no_process(harness_env, tmp_path):
-    """loky's workers are reparented to init when the sweep parent is killed: they must stop, with their cells."""
-    import signal
+def _rerun_starts_no_job(sequential: Path, env: Dict[str, str], root: Path, launcher: str) -> None:
+    sweep = _copy_store(sequential, root)
+    result = run_harness([*GRID, f"hydra/launcher={launcher}"], env, root)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert out.count("reused (stored ok, no job started)") == 2 and "2/2 cells ok" in result.stdout, out
+    # no job ran: a job would print its own line, write its .hydra folder and (submitit) its job folder
+    assert "reused stored cell" not in out and "training" not in out, out
+    assert not (sweep / ".hydra-jobs").exists() and not (sweep / ".submitit").exists()
+
+
+@needs_submitit
+def test_a_finished_sweep_rerun_under_submitit_local_starts_no_job(sequential, harness_env, tmp_path):
+    _rerun_starts_no_job(sequential, harness_env, tmp_path / "root", "submitit_local")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_finished_sweep_rerun_starts_no_job(sequential, harness_env, tmp_path, launcher):
+    if launcher == "joblib" and not _has("hydra_plugins.hydra_joblib_launcher"):
+        pytest.skip("hydra-joblib-launcher is not installed")
+    _rerun_starts_no_job(sequential, harness_env, tmp_path / "root", launcher)
+
+
+@needs_submitit
+def test_a_cell_held_elsewhere_is_left_to_its_holder_and_shown_running(sequential, harness_env, tmp_path):
+    """One cell's record gone and its lock held (another host training it): the rerun launches nothing, names the
+    holder, and exits 1 (running is not ok); harness.report covers the cell that ended and says what still runs."""
+    import fcntl
     import subprocess
     import sys
-    import time
-    import uuid
 
     from tests.conftest import REPO
 
-    tag = f"HARNESS_ORPHAN_TEST={uuid.uuid4().hex}"
-    env = {**harness_env, tag.split("=")[0]: tag.split("=")[1]}
-    args = [sys.executable, "-m", "harness", "-m", "model=tiny-llama", "lora.r=8,16", "train.max_steps=400",
-            "train.eval_every=0", "run.worker=spawn", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-            f"run.root={tmp_path}"]
-    parent = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep = _copy_store(sequential, tmp_path / "root")
+    busy = sorted(records(sweep))[1]
+    (sweep / busy / "record.json").unlink()
+    fd = os.open(sweep / busy / ".lock", os.O_RDWR | os.O_CREAT)
     try:
-        deadline = time.monotonic() + 120
-        while not any(b"harness.worker" in _cmdline(pid) for pid in _tagged(tag)):  # a cell's worker is running
-            assert parent.poll() is None and time.monotonic() < deadline, "no cell started"
-            time.sleep(0.2)
-        assert any(b"loky" in _cmdline(pid) for pid in _tagged(tag))  # and joblib's workers run the jobs
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait()
-        deadline = time.monotonic() + 5
-        while _tagged(tag) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        left = _tagged(tag)
-        assert not left, [(pid, _cmdline(pid)[:120]) for pid in left]
-        ended = [json.loads(path.read_text())["status"] for path in tmp_path.glob("cells/*/record.json")]
-        assert set(ended) <= {"interrupted"}, ended  # stopped on purpose, never "ok" after training on unwatched
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": 4242, "host": "node-7", "since": 0}).encode(), 0)
+        result = run_harness([*GRID, "hydra/launcher=submitit_local", "run.on_busy=skip"], harness_env, tmp_path / "root")
+        out = result.stdout + result.stderr
+        assert result.returncode == 1, out
+        assert f"{busy}: busy, held by pid 4242 on host node-7; no job started" in out, out
+        assert "1/2 cells ok" in out and not (sweep / ".submitit").exists(), out
+        assert "1 of 2 cells still running (pid 4242 on host node-7), 0 not started" in out, out
+        report = subprocess.run([sys.executable, "-m", "harness.report", str(sweep)], cwd=REPO, env=harness_env,
+                                capture_output=True, text=True, timeout=300)
+        assert report.returncode == 0, report.stdout + report.stderr
+        assert "1 of 2 cells still running (pid 4242 on host node-7), 0 not started: the report covers the 1 that ended" \
+            in report.stdout, report.stdout
+        assert "running" in (sweep / "report.md").read_text()
     finally:
-        for pid in _tagged(tag):  # never leave the orphans of a failed check behind
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        os.close(fd)
+
+
+FAKE_SBATCH = """#!/bin/bash
+# fake sbatch: record the arguments and the submitted script; print a job id (900, 901, ...)
+n=$(( $(ls "$FAKE_SLURM_LOG".* 2>/dev/null | wc -l) + 900 ))
+{ printf '%s\\n' "$@"; for a in "$@"; do [ -f "$a" ] && cat "$a"; done; } > "$FAKE_SLURM_LOG.$n"
+echo "Submitted batch job $n"
+"""
+
+
+@needs_submitit
+def test_run_finish_slurm_submits_the_array_then_an_afterany_finish_job_and_does_not_wait(harness_env, tmp_path):
+    """A fake sbatch on PATH (submitit also wants an srun): the cells' array, then the finish job that depends on it
+    (afterany) and runs harness.sweep.finish; the parent exits 0 at once; a rerun while squeue still lists the jobs
+    submits nothing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in {"sbatch": FAKE_SBATCH, "srun": "#!/bin/bash\nexit 0\n", "squeue": "#!/bin/bash\necho PENDING\n"}.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch"
+    env = {**harness_env, "PATH": f"{bin_dir}{os.pathsep}{harness_env['PATH']}", "FAKE_SLURM_LOG": str(log)}
+    args = [*GRID, "hydra/launcher=slurm", "run.finish=slurm"]
+    result = run_harness(args, env, tmp_path / "root")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "submitted 2 cell(s) as SLURM array 900 and the finish job 901" in out and "cells ok" not in out, out
+    array, finish = (tmp_path / "sbatch.900").read_text(), (tmp_path / "sbatch.901").read_text().splitlines()
+    assert "#SBATCH --array=0-1" in array
+    assert "--dependency=afterany:900" in finish and finish[finish.index("--wrap") + 1].endswith(
+        f"-m harness.sweep.finish {sweep_of(tmp_path / 'root')}"), finish
+    outcomes = [json.loads(p.read_text())["outcome"] for p in sorted((sweep_of(tmp_path / "root") / "jobs").glob("[0-9]*.json"))]
+    assert [o["slurm_job_id"] for o in outcomes] == ["900_0", "900_1"] and {o["status"] for o in outcomes} == {"submitted"}
+    again = run_harness([*args, "run.on_busy=skip"], env, tmp_path / "root")
+    assert again.stdout.count("busy, held by SLURM job 900_") == 2, again.stdout + again.stderr
+    assert not (tmp_path / "sbatch.902").exists()  # nothing submitted twice
+
+
+@pytest.mark.slow
+def test_two_hosts_one_shared_root_train_each_cell_once_and_one_report_covers_all(harness_env, tmp_path):
+    """README "Several machines without SLURM": the same command from two working directories (two hosts) on one
+    shared run.root with run.on_busy=skip; every cell trains exactly once, and the report afterwards covers all 4 ok."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "shared"
+    args = [sys.executable, "-m", "harness", "-m", "model=tiny-llama,tiny-qwen", "lora.r=8,16", *FAST,
+            "run.on_busy=skip", f"run.root={root}"]
+    hosts = [tmp_path / "host-a", tmp_path / "host-b"]
+    for host in hosts:
+        host.mkdir()
+    procs = [subprocess.Popen(args, cwd=host, env=harness_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for host in hosts]
+    outs = [proc.communicate(timeout=900)[0] for proc in procs]
+    text = "".join(outs)
+    cells = sorted(p.name for p in (root / "cells").iterdir())
+    assert len(cells) == 4, text
+    for cid in cells:
+        assert text.count(f"{cid}: training  (log:") == 1, text  # one attempt per cell, across both hosts
+    assert 0 in [proc.returncode for proc in procs], text  # the last to end saw every cell ok
+    sweep = sweep_of(root)
+    from tests.conftest import REPO
+
+    report = subprocess.run([sys.executable, "-m", "harness.report", str(sweep)], cwd=REPO, env=harness_env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and "still running" not in report.stdout, report.stdout + report.stderr
+    assert {v["status"] for v in records(sweep).values()} == {"ok"} and len(records(sweep)) == 4

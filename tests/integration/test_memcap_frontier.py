@@ -13,6 +13,7 @@ import json
 
 import pytest
 
+from harness.store.layout import read_manifest
 from tests.conftest import FAST, run_harness, sweep_of
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_a_capped_cell_runs_out_and_the_frontier_skips_the_larger_cells(harness_
     result = run_harness(GRID, harness_env, tmp_path, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     sweep = sweep_of(tmp_path)
-    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest = read_manifest(sweep)  # the grid merged with the jobs' own files
     jobs = [manifest["jobs"][str(i)] for i in range(4)]
     # launched in ascending predicted memory, numbered as launched
     assert [[o for o in j["overrides"] if o.startswith(("train.batch_size=", "train.max_seq_len="))] for j in jobs] == [
@@ -59,7 +60,7 @@ def test_a_capped_cell_runs_out_and_the_frontier_skips_the_larger_cells(harness_
     again = run_harness(GRID + ["run.oom_frontier=false"], harness_env, tmp_path, timeout=300)
     assert again.returncode == 1, again.stdout + again.stderr
     assert sweep_of(tmp_path) == sweep
-    manifest = json.loads((sweep / "manifest.json").read_text())
+    manifest = read_manifest(sweep)  # the grid merged with the jobs' own files
     assert "train.batch_size=4" in manifest["jobs"]["0"]["overrides"]
     assert not any("frontier" in job or "ended" in job for job in manifest["jobs"].values())
     rows = _rows(sweep / "summary.csv")

@@ -62,7 +62,7 @@ def test_four_cell_multirun_and_resume_after_interrupt(harness_env, tmp_path):
 
     result = run_harness(args, harness_env, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("reused stored cell") == len(done_before)
+    assert result.stdout.count("reused (stored ok, no job started)") == len(done_before)
     for cid, mtime in mtimes.items():  # finished cells were not rerun
         assert (sweep / cid / "record.json").stat().st_mtime == mtime
     rows = _summary(sweep)
@@ -120,7 +120,8 @@ def test_failing_cells_become_statuses_and_others_finish(harness_env, tmp_path):
     assert tables and all("does not fit" in t and "failed" in t and "crashed" in t for t in tables)
     page = (sweep / "report.html").read_text()
     assert page.count("does not fit") >= 2 and "crashed" in page
-    assert all((sweep / name).is_file() for name in ("report.tex", "cells.parquet", "metrics.parquet", "cells.csv"))
+    assert all((sweep / name).is_file() for name in ("report.tex", "cells.parquet", "metrics.parquet", "cells.csv",
+                                                         "plotly.min.js"))
 
 
 def test_timeout_becomes_a_status(harness_env, tmp_path):

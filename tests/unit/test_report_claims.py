@@ -153,9 +153,11 @@ def test_write_claims_with_data_is_the_sweeps_report_page_with_claims_first(tmp_
     page = (tmp_path / "claims.html").read_text()
     order = [page.index(f'<h2 id="{anchor}">') for anchor in ("claims", "status", "tables", "plots", "environment")]
     assert order == sorted(order)
-    assert page.count("<script>") == 1 + len(set(page.split('class="plotly-graph-div"')[1:]))  # plotly.js inlined once
+    assert page.count("<script>") == len(set(page.split('class="plotly-graph-div"')[1:]))  # one per plot, no inline plotly
+    assert page.count('<script src="plotly.min.js">') == 1  # plotly.js is the sibling file, loaded once
     assert "4 cells from 1 sweep: demo" in page and "verdict-does-not-hold" in page
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)  # the sweep's own report files are not written
+    # the sweep's own report files are not written; plotly.js is, for the plots
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted((*FILES, "plotly.min.js"))
 
 
 @pytest.mark.parametrize("with_data", [False, True])

@@ -14,7 +14,8 @@ from tests.conftest import REPO
 from tests.unit.test_report_plots import CELLS, write_sweep
 
 pytestmark = pytest.mark.unit
-FILES = ("report.html", "report.md", "report.tex", "cells.csv", "cells.parquet", "metrics.csv", "metrics.parquet")
+FILES = ("report.html", "plotly.min.js", "report.md", "report.tex", "cells.csv", "cells.parquet", "metrics.csv",
+         "metrics.parquet")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -37,13 +38,30 @@ def test_two_sweeps_give_one_merged_report_with_every_status_in_every_table(tmp_
     assert sorted(cells["cell"]) == sorted(c[0] for c in CELLS)
     assert set(cells.loc[cells["cell"] == "hf-r8-none", "sweeps"]) == {"first,second"}
     tidy = pd.read_csv(out / "metrics.csv")
-    assert {"cell", "metric", "value", "stderr", "unit", "higher_is_better", "config.lora.r"} <= set(tidy.columns)
+    assert {"cell", "metric", "value", "stderr", "unit", "higher_is_better"} <= set(tidy.columns)
+    assert not [c for c in tidy.columns if c.startswith(("config.", "env.")) or c in ("status", "sweeps")]
+    assert not (out / "metrics_flat.csv").exists()  # the flat export is opt-in (report.flat_metrics)
+    joined = pd.read_parquet(out / "metrics.parquet").merge(cells, on="cell", suffixes=("", "_cell"))  # documented
+    assert {"caveats", "caveats_cell"} <= set(joined.columns)
+    assert len(joined) == len(tidy) and set(joined["cell"]) <= set(cells["cell"])
+    r8 = joined[(joined["cell"] == "hf-r8-none") & (joined["metric"] == "peak_mem_mib")]
+    assert list(r8["config.lora.r"]) == [8] and list(r8["status"]) == ["ok"]
     markdown = (out / "report.md").read_text()
     tables = [t for t in markdown.split("### ")[1:] if not t.startswith("Pareto front")]  # the fronts list ok cells only
     assert len(tables) == 2
     for table in tables:
         assert "does not fit" in table and "failed" in table and "does not fit (inferred)" in table
     assert "\\toprule" in (out / "report.tex").read_text()
+
+
+def test_flat_metrics_writes_the_joined_table_too(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "s")
+    assert run(str(sweep), f"report.out={tmp_path / 'o'}", "report.flat_metrics=true").returncode == 0
+    flat = pd.read_parquet(tmp_path / "o" / "metrics_flat.parquet")
+    tidy = pd.read_parquet(tmp_path / "o" / "metrics.parquet")
+    assert len(flat) == len(tidy) and list(flat.columns[:4]) == ["cell", "status", "status_label", "sweeps"]
+    assert "config.lora.r" in flat.columns and "env.device" in flat.columns
+    assert (tmp_path / "o" / "metrics_flat.csv").is_file()
 
 
 def test_the_same_records_rebuild_byte_identical_files(tmp_path: Path) -> None:

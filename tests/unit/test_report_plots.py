@@ -157,12 +157,49 @@ def test_html_is_byte_identical_and_offline(tmp_path):
     assert first.read_bytes() == second.read_bytes()
     from plotly.offline import get_plotlyjs
 
-    assert page.count(get_plotlyjs()) == 1  # plotly.js inlined exactly once
-    rest = page.replace(get_plotlyjs(), "")
-    assert "http://" not in rest and "https://" not in rest  # no CDN, font or link: opens offline
-    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)
+    # plotly.js is the sibling file, once per folder, loaded by a relative src: no copy in the page
+    assert get_plotlyjs()[:2000] not in page
+    assert re.findall(r"<(?:script|link|img)[^>]+(?:src|href)=\"([^\"]*)\"", page) == ["plotly.min.js"]
+    sibling = tmp_path / "plotly.min.js"
+    assert sibling.read_text(encoding="utf-8") == get_plotlyjs()
+    assert "http://" not in page and "https://" not in page  # no CDN, font or link: opens offline
     assert "<table><tr><td>1</td></tr></table>" in page  # tables are trusted HTML
     for pid in ("plot-peak-memory", "plot-throughput", "plot-loss-curves"):
         assert f'id="{pid}"' in page
     assert "NVIDIA H100 80GB HBM3" in page and "2.13.0" in page and "cuda_peak_allocated" in page
     assert "does not fit (inferred)" in page and "sweep" in page
+
+
+def test_plotly_sibling_is_written_once_and_only_for_plots(tmp_path):
+    from harness.report.html import PLOTLY_FILE
+
+    written = write_html(synthetic_data(tmp_path / "s"), [], tmp_path / "report.html")
+    sibling = tmp_path / PLOTLY_FILE
+    assert written == [tmp_path / "report.html", sibling]
+    stamp = sibling.stat().st_mtime_ns
+    write_html(synthetic_data(tmp_path / "s"), [], tmp_path / "again.html")
+    assert sibling.stat().st_mtime_ns == stamp  # same size: left alone
+    sibling.write_text("truncated", encoding="utf-8")
+    write_html(synthetic_data(tmp_path / "s"), [], tmp_path / "report.html")
+    assert sibling.stat().st_size > 1_000_000  # a different size is rewritten
+    import pandas as pd
+
+    bare = tmp_path / "bare"
+    empty = ReportData(sweeps=[], cells=[], wide=pd.DataFrame(), tidy=pd.DataFrame(), axes=[])
+    assert write_html(empty, [], bare / "claims.html") == [bare / "claims.html"]  # no plot: no plotly.js
+    assert not (bare / PLOTLY_FILE).exists()
+
+
+def test_the_not_ok_table_is_capped_with_a_count(tmp_path, monkeypatch):
+    import harness.report.html as page_module
+
+    data = synthetic_data(tmp_path / "s")
+    bad = len(page_module.problems(data))
+    assert bad >= 3
+    monkeypatch.setattr(page_module, "MAX_PROBLEMS", 2)
+    page = render(data, [])
+    table = page.split("<h3>Cells that are not ok</h3>")[1].split("</table>")[0]
+    assert table.count("<code>") == 2
+    assert f"… and {bad - 2} more cells that are not ok" in page
+    monkeypatch.setattr(page_module, "MAX_PROBLEMS", bad)
+    assert "more cells that are not ok" not in render(data, [])

@@ -47,6 +47,7 @@ def test_when_the_sweep_parent_dies_the_tracked_workers_are_killed_and_the_proce
     monkeypatch.setattr(orphans, "POLL_S", 0.05)
     monkeypatch.setattr(orphans, "GRACE_S", 0.2)
     monkeypatch.setattr(orphans, "_WATCHING", None)
+    monkeypatch.setattr(orphans, "GONE", None)  # _watch sets it: never leak it into later tests' cells
     parent, worker = _sleeper(), _sleeper()
     exited = threading.Event()
     env = {orphans.SWEEP_ENV: f"{socket.gethostname()}:{parent.pid}:{orphans.start_ticks(parent.pid)[1]}"}
@@ -64,3 +65,49 @@ def test_when_the_sweep_parent_dies_the_tracked_workers_are_killed_and_the_proce
 def test_guard_starts_nothing_outside_a_sweep(monkeypatch):
     monkeypatch.setattr(orphans, "_WATCHING", None)
     assert orphans.guard({}, exit_now=lambda code: None) is False and orphans._WATCHING is None
+
+
+def _tagged_sleeper(value: str) -> subprocess.Popen:
+    env = dict(os.environ, **{orphans.SWEEP_ENV: value})
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True)
+
+
+def test_the_watchdog_kills_what_the_dead_parent_started_and_nothing_else(monkeypatch):
+    monkeypatch.setattr(orphans, "POLL_S", 0.05)
+    monkeypatch.setattr(orphans, "GRACE_S", 0.05)
+    parent = _sleeper()
+    value = f"{socket.gethostname()}:{parent.pid}:{orphans.start_ticks(parent.pid)[1]}"
+    mine, other, bystander = _tagged_sleeper(value), _tagged_sleeper(value + "0"), _sleeper()
+    read_end, write_end = os.pipe()
+    try:
+        time.sleep(0.3)  # the children have exec'd: their /proc environ is the one given
+        assert orphans.of_sweep(value) == [mine.pid]
+        parent.kill()
+        parent.wait()
+        assert orphans.watchdog(value, read_end) == 1
+        assert mine.wait(timeout=5) == -9
+        assert other.poll() is None and bystander.poll() is None  # another sweep's, and no sweep's
+    finally:
+        for proc in (mine, other, bystander):
+            proc.kill()
+            proc.wait()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_the_watchdog_told_done_stops_nothing(monkeypatch):
+    monkeypatch.setattr(orphans, "POLL_S", 0.05)
+    parent = _sleeper()
+    value = f"{socket.gethostname()}:{parent.pid}:{orphans.start_ticks(parent.pid)[1]}"
+    mine = _tagged_sleeper(value)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"done\n")
+        assert orphans.watchdog(value, read_end) == 0
+        assert mine.poll() is None
+    finally:
+        for proc in (mine, parent):
+            proc.kill()
+            proc.wait()
+        os.close(read_end)
+        os.close(write_end)
