@@ -143,11 +143,16 @@ class SummaryCallback(Callback):
         try:
             STATE.sweep_dir = Path(config.hydra.sweep.dir)
         except Exception:  # noqa: BLE001 - only a fallback for Ctrl-C; the jobs set it too
-            pass
+            return
+        from harness.judge.watch import start_for  # light: no openai import unless a judged benchmark runs
+
+        self._judge_watch = start_for(Path(config.hydra.sweep.dir), config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Summarise ``hydra.sweep.dir`` once every job of the sweep has ended (under run.finish=slurm, the finish job
         does it: nothing here), and mark the sweep's run finished (harness.store.manifest: never joined again)."""
+        if getattr(self, "_judge_watch", None) is not None:
+            self._judge_watch.stop()  # <= ~1 s; a round in flight keeps the judge lock, the final judge waits for it
         if STATE.deferred is not None:
             return
         finish(Path(config.hydra.sweep.dir), blocks=config)

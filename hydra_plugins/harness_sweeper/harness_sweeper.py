@@ -195,8 +195,7 @@ class ValidatingSweeper(BasicSweeper):
         return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size)) if max_batch_size else [jobs]
 
     def sweep(self, arguments: List[str]) -> Any:
-        from harness.sweep.preflight import compose_job
-        from harness.sweep.validate import validate
+        from harness.sweep.preflight import compose_jobs
 
         problems: List[str] = []
         valid: List[Tuple[List[str], Any, Dict[str, Any]]] = []
@@ -204,14 +203,9 @@ class ValidatingSweeper(BasicSweeper):
             jobs = self._job_overrides(arguments)
         except ConfigError as exc:  # a cell of hydra.sweeper.cells that is empty or cannot be parsed
             jobs, problems = [], [str(exc)]
-        for overrides in jobs:
-            try:  # composing can fail too (quant=3bit, train.lrr=1): one line each, like validation
-                job_cfg = compose_job(self.hydra_context.config_loader, self.config, overrides)
-                typed, plain = validate(job_cfg)
-                valid.append((list(overrides), typed, plain))
-            except ConfigError as exc:
-                if str(exc) not in problems:
-                    problems.append(str(exc))
+        if jobs:  # composed once per combination of group overrides, the plain keys applied by field (preflight)
+            valid, found = compose_jobs(self.hydra_context.config_loader, self.config, jobs)
+            problems += [problem for problem in found if problem not in problems]
         if not problems:
             problems = self._finish_problem(valid) or self._write_manifest(valid)
         if problems:
