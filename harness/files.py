@@ -191,13 +191,18 @@ def load_json(path: Path, shown: Optional[str] = None) -> Optional[Dict[str, Any
 
 
 @contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock held for the ``with`` block, so one process builds what all share."""
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Exclusive advisory lock held for the ``with`` block, so one process builds what all share; yields True
+    when held, False (nothing held) when ``wait`` is False and another process holds it."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(path, "a") as handle:
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

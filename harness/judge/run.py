@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -202,22 +201,10 @@ def judge_lock(sweep_dir: Path, wait: bool = True) -> Iterator[bool]:
     at once and pay twice (the cache dedups only calls that have finished). The kernel drops the
     lock when its holder dies.
     """
-    import fcntl
+    from harness.files import file_lock
 
-    path = Path(sweep_dir) / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with file_lock(Path(sweep_dir) / LOCK, wait) as held:
+        yield held
 
 
 def judge_sweep(sweep_dir: Path, settings: Dict[str, Any], overrides: Optional[Dict[str, Dict[str, Any]]] = None,
