@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 # (or a CUDA build) to get CUDA kernels.
 TORCH_SPEC ?= torch==2.13.0
 # wandb: the optional logger (logger=wandb), installed here so its offline test runs in make test;
-# scale: Hydra's joblib and submitit launchers (several cells at once, SLURM), pure Python. Ray: pip install -e ".[ray]"
+# scale: Hydra's joblib and submitit launchers (several cells at once, SLURM), pure Python. Ray: make setup-ray (its own venv)
 EXTRAS ?= dev,eval,wandb,scale
 # No HARNESS_CACHE here: make and direct commands share the one default cache, run.cache_dir
 # = $HARNESS_CACHE or ~/.cache/harness (README, "Cache").
 
-.PHONY: setup demo test test-e2e test-dist test-readme test-browser test-all bench bench-scale clean clean-cache reports reports-rerun \
+.PHONY: setup demo test test-e2e test-dist test-readme test-browser test-all bench bench-scale setup-ray test-ray clean clean-cache reports reports-rerun \
 	frameworks setup-unsloth setup-litgpt test-frameworks gpu-check gpu-check-cpu
 
 setup: $(VENV)/.installed
@@ -37,6 +37,28 @@ LITGPT := $(ENVS)/litgpt
 LPY := $(LITGPT)/bin/python
 
 frameworks: setup-unsloth setup-litgpt
+
+# Ray (hydra/launcher=ray): hydra-ray-launcher pins cloudpickle<3, so joblib<1.6, which clashes with this venv's
+# joblib 1.6: its own venv, same torch build (constraints), the harness with dev,scale,ray. ~2.4 GB, ~1.5 min.
+RAY := $(ENVS)/ray
+RPY := $(RAY)/bin/python
+
+setup-ray: $(RAY)/.installed
+	@echo "ray environment: $(RAY) ($$(du -sh $(RAY) | cut -f1)); run with $(RPY) -m harness ... hydra/launcher=ray"
+
+$(RAY)/.installed: pyproject.toml Makefile | $(VENV)/.installed
+	test -x $(RPY) || $(PY) -m venv $(RAY)
+	$(PY) -c 'import importlib.metadata as m; print("torch==" + m.version("torch"))' > $(RAY)/torch-constraints.txt
+	$(RPY) -m pip install --quiet --upgrade pip
+	$(RPY) -m pip install --quiet -c $(RAY)/torch-constraints.txt torch
+	$(RPY) -m pip install --quiet -c $(RAY)/torch-constraints.txt -e ".[dev,scale,ray]"
+	$(RPY) -c 'import ray, hydra_plugins.hydra_ray_launcher, harness.worker.phases'
+	touch $@
+
+# Ray's tests (slow tier, skipped in .venv where ray does not import): a local Ray instance runs two cells, and
+# kill -9 of its sweep parent leaves no process of the sweep (tests/integration/test_orphans.py).
+test-ray: setup-ray
+	$(RPY) -m pytest tests/integration/test_orphans.py tests/integration/test_launchers.py -k ray -q
 
 setup-unsloth: $(UNSLOTH)/.installed
 	@echo "unsloth environment: $(UNSLOTH) ($$(du -sh $(UNSLOTH) | cut -f1))"
