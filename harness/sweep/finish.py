@@ -40,7 +40,9 @@ def main(argv: List[str] = sys.argv) -> int:
                 return 0
             raise ConfigError(USAGE)
         sweep_dir = Path(argv[1])
-        if not (sweep_dir / "manifest.json").is_file():
+        from harness.store.layout import MANIFEST
+
+        if not (sweep_dir / MANIFEST).is_file():
             raise ConfigError(f"{sweep_dir}: not a sweep folder (no manifest.json)")
         from harness.store.layout import finish_run
         from harness.sweep.callbacks import finish

@@ -41,10 +41,8 @@ class Triage:
 
 def lock_holder(cell_dir: Path) -> Optional[str]:
     """``harness.store.locks.holder`` of the cell, None when free or unreadable (a check, never a failure)."""
-    try:
-        from harness.store.locks import holder
-    except ImportError:  # an older store without the lease module: nobody is known to hold it
-        return None
+    from harness.store.locks import holder
+
     try:
         return holder(Path(cell_dir))
     except OSError:
