@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
+import hydra_plugins.harness_sweeper.harness_sweeper as sweeper_module
 from harness.store.layout import cell_view
 from harness.store.partial import partial_line
 from harness.store.records import RECORD_NAME, new_record
 from harness.sweep import reuse
 from harness.sweep.launch import launcher_of, machine_cap
-from hydra_plugins.harness_sweeper.harness_sweeper import GuardedLauncher, ValidatingSweeper, number_of
+from hydra_plugins.harness_sweeper.harness_sweeper import number_of
 
 pytestmark = pytest.mark.unit
 
@@ -114,9 +115,10 @@ class _Fake:
 
 
 def _sweeper(tmp_path, target, run, fake):
-    sweeper = ValidatingSweeper(max_batch_size=None)
+    # looked up now: tests/unit/test_sweeper_cells.py reloads the module (and Hydra's BasicSweeper) as a sweep does
+    sweeper = sweeper_module.ValidatingSweeper(max_batch_size=None)
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "launcher": {"_target_": target}}})
-    sweeper.launcher, sweeper._run = GuardedLauncher(fake), run
+    sweeper.launcher, sweeper._run = sweeper_module.GuardedLauncher(fake), run
     return sweeper
 
 
